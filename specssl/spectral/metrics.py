@@ -1,0 +1,89 @@
+"""Spectrum metrics: see collapse instead of guessing it.
+
+All metrics take eigenvalues ``(..., k)`` in descending order (as :func:`spectrum` returns) and
+reduce the last dimension:
+
+* condition indicator ``c^{-1} = λ_min / λ_max`` (INTL paper, Figure 2(b)); 0 when collapsed;
+* stable rank ``Σ λ_i / λ_max`` (= ``‖Z‖_F² / ‖Z‖_2²``), *normalized* by the attainable rank
+  ``min(c, n - 1)`` so a whitened output scores 1 (CW-RGP poster: "normalized stable-rank");
+* effective rank ``exp(H(λ / Σλ))`` (Roy & Vetterli, 2007).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from specssl.spectral._common import (
+    Axis,
+    center,
+    check_embedding,
+    covariance,
+    full_precision,
+    to_groups,
+)
+
+
+def spectrum(
+    z: torch.Tensor,
+    axis: Axis = "batch",
+    *,
+    dtype: torch.dtype = torch.float64,
+    check_finite: bool = True,
+) -> torch.Tensor:
+    """Eigenvalues of the covariance of ``z: (..., m, d)``, descending, clamped at 0.
+
+    ``axis="batch"``: the ``d x d`` covariance over samples (``d`` values); ``axis="channel"``:
+    the ``m x m`` covariance over channels (``m`` values). Divisor ``n - 1``. Computed in
+    ``dtype`` (float64 by default, so tiny eigenvalues of a collapsing embedding are resolved).
+    Differentiable. Returns ``(..., d)`` or ``(..., m)``.
+    """
+    check_embedding(z, check_finite=check_finite)
+    with full_precision(z):
+        x = to_groups(z.to(dtype), axis, 1)[..., 0, :, :]
+        if x.shape[-2] < 2:
+            raise ValueError(f"spectrum on the {axis} axis needs at least 2 observations")
+        evals = torch.linalg.eigvalsh(covariance(center(x)))
+    return evals.flip(-1).clamp_min(0)
+
+
+def condition_indicator(evals: torch.Tensor) -> torch.Tensor:
+    """``λ_min / λ_max`` of descending eigenvalues ``(..., k)``; 0 for an all-zero spectrum."""
+    lam_max = evals[..., 0]
+    return torch.where(lam_max > 0, evals[..., -1] / lam_max.clamp_min(1e-300), 0.0)
+
+
+def stable_rank(evals: torch.Tensor, *, normalize_by: int | None = None) -> torch.Tensor:
+    """``Σ λ_i / λ_max`` (divided by ``normalize_by`` if given); 0 for an all-zero spectrum."""
+    lam_max = evals[..., 0]
+    rank = torch.where(lam_max > 0, evals.sum(-1) / lam_max.clamp_min(1e-300), 0.0)
+    return rank / normalize_by if normalize_by else rank
+
+
+def effective_rank(evals: torch.Tensor) -> torch.Tensor:
+    """``exp(-Σ p_i log p_i)`` with ``p = λ / Σλ`` (Roy & Vetterli); in ``[1, k]``."""
+    total = evals.sum(-1, keepdim=True)
+    p = evals / total.clamp_min(1e-300)
+    entropy = -(p * torch.log(p.clamp_min(1e-300))).sum(-1)
+    return torch.exp(entropy)
+
+
+def spectral_summary(z: torch.Tensor, axis: Axis = "batch") -> dict[str, float]:
+    """Scalar summary of one embedding batch ``z: (m, d)`` for logging.
+
+    Keys: ``condition_indicator``, ``stable_rank`` (normalized by ``min(c, n - 1)``),
+    ``effective_rank``, ``lambda_max``, ``lambda_min``, ``trace``.
+    """
+    if z.dim() != 2:
+        raise ValueError(f"spectral_summary expects z of shape (m, d), got {tuple(z.shape)}")
+    with torch.no_grad():
+        evals = spectrum(z.detach(), axis)
+    m, d = z.shape
+    c, n = (d, m) if axis == "batch" else (m, d)
+    return {
+        "condition_indicator": float(condition_indicator(evals)),
+        "stable_rank": float(stable_rank(evals, normalize_by=min(c, n - 1))),
+        "effective_rank": float(effective_rank(evals)),
+        "lambda_max": float(evals[0]),
+        "lambda_min": float(evals[-1]),
+        "trace": float(evals.sum()),
+    }

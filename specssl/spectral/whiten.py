@@ -1,0 +1,139 @@
+"""One entry point for every whitening / spectral transformation, plus group partition.
+
+:func:`whiten` dispatches by ``method`` to the ops of :mod:`~specssl.spectral.iternorm` and
+:mod:`~specssl.spectral.eig`, so W-MSE, CW-RGP, Shuffled-DBN, ST-power, IterNorm and INTL all
+run the same code. :func:`random_group_whiten` is CW-RGP's random group partition: a fresh
+random channel permutation per call, contiguous groups of the permuted channels whitened
+independently, then un-permuted. :func:`sub_batch_whiten` is W-MSE's ``w_size`` sub-batching.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from specssl.spectral._common import Axis, check_axis
+from specssl.spectral.eig import cholesky_whiten, pca_whiten, power_transform
+from specssl.spectral.iternorm import iternorm
+
+Method = Literal["iternorm", "zca", "power", "pca", "cholesky"]
+METHODS = ("iternorm", "zca", "power", "pca", "cholesky")
+
+
+def whiten(
+    z: torch.Tensor,
+    method: Method = "iternorm",
+    axis: Axis = "batch",
+    *,
+    groups: int = 1,
+    T: int = 4,
+    p: float = 0.5,
+    eps: float = 0.0,
+    check_finite: bool = True,
+) -> torch.Tensor:
+    """Whiten / spectrally transform ``z: (..., m, d)`` with the named method.
+
+    ``iternorm`` uses ``T``; ``power`` uses ``p`` (``zca`` is ``p = 0.5``); ``eps`` is the
+    eigenvalue regulariser of ``power``/``zca``/``pca`` and the shrinkage of ``cholesky``.
+    """
+    check_axis(axis)
+    common = {"groups": groups, "check_finite": check_finite}
+    if method == "iternorm":
+        return iternorm(z, T, axis, **common)
+    if method == "zca":
+        return power_transform(z, 0.5, axis, eps, **common)
+    if method == "power":
+        return power_transform(z, p, axis, eps, **common)
+    if method == "pca":
+        return pca_whiten(z, axis, eps, **common)
+    if method == "cholesky":
+        return cholesky_whiten(z, axis, eps, **common)
+    raise ValueError(f"unknown whitening method {method!r}; choose one of {METHODS}")
+
+
+def random_group_whiten(
+    z: torch.Tensor,
+    groups: int,
+    method: Method = "zca",
+    axis: Axis = "channel",
+    *,
+    generator: torch.Generator | None = None,
+    **kwargs,
+) -> torch.Tensor:
+    """Random group partition (CW-RGP): permute channels, whiten ``groups`` groups, un-permute.
+
+    A fresh permutation of the ``d`` channels is drawn per call (from ``generator`` if given,
+    on CPU so runs are reproducible across devices). ``kwargs`` go to :func:`whiten`.
+    """
+    d = z.shape[-1]
+    perm = torch.randperm(d, generator=generator).to(z.device)
+    inverse = torch.empty_like(perm)
+    inverse[perm] = torch.arange(d, device=z.device)
+    out = whiten(z[..., perm], method, axis, groups=groups, **kwargs)
+    return out[..., inverse]
+
+
+def sub_batch_whiten(
+    z: torch.Tensor,
+    w_size: int,
+    perm: torch.Tensor,
+    whiten_fn,
+) -> torch.Tensor:
+    """W-MSE sub-batching: whiten rows ``perm`` of ``z: (m, d)`` in chunks of ``w_size``.
+
+    ``perm`` is a permutation of the ``m`` rows; chunk ``k`` is ``z[perm[k w : (k+1) w]]``.
+    All chunks are whitened in one batched call of ``whiten_fn`` on ``(m / w, w, d)``; the
+    result is returned in the original row order.
+    """
+    m, d = z.shape
+    if w_size < 2 or m % w_size != 0:
+        raise ValueError(f"w_size={w_size} must be >= 2 and divide the batch size m={m}")
+    chunks = whiten_fn(z[perm].view(m // w_size, w_size, d)).reshape(m, d)
+    out = torch.empty_like(chunks)
+    out[perm] = chunks
+    return out
+
+
+class Whitening(nn.Module):
+    """Module form of :func:`whiten` (optionally with random group partition).
+
+    Args:
+        method: ``"iternorm" | "zca" | "power" | "pca" | "cholesky"``.
+        axis: ``"batch"`` or ``"channel"``.
+        groups: number of channel groups whitened independently.
+        random_groups: draw a fresh channel permutation per call (CW-RGP) before grouping.
+        T, p, eps: method parameters (see :func:`whiten`).
+
+    Shape: ``(..., m, d) -> (..., m, d)``. Stateless (no running statistics).
+    """
+
+    def __init__(
+        self,
+        method: Method = "iternorm",
+        axis: Axis = "batch",
+        groups: int = 1,
+        random_groups: bool = False,
+        T: int = 4,
+        p: float = 0.5,
+        eps: float = 0.0,
+    ) -> None:
+        super().__init__()
+        check_axis(axis)
+        if method not in METHODS:
+            raise ValueError(f"unknown whitening method {method!r}; choose one of {METHODS}")
+        self.method, self.axis, self.groups = method, axis, groups
+        self.random_groups, self.T, self.p, self.eps = random_groups, T, p, eps
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        kwargs = {"T": self.T, "p": self.p, "eps": self.eps}
+        if self.random_groups and self.groups > 1:
+            return random_group_whiten(z, self.groups, self.method, self.axis, **kwargs)
+        return whiten(z, self.method, self.axis, groups=self.groups, **kwargs)
+
+    def extra_repr(self) -> str:
+        return (
+            f"method={self.method}, axis={self.axis}, groups={self.groups}, "
+            f"random_groups={self.random_groups}, T={self.T}, p={self.p}, eps={self.eps}"
+        )
