@@ -17,16 +17,18 @@ def parse_views(views: tuple, loss_name: str) -> list[torch.Tensor]:
     Every view must be a finite floating ``(m, d)`` tensor, all of the same shape; at least two
     views. Raises ``ValueError`` naming the offending view.
     """
-    if len(views) == 1 and isinstance(views[0], Sequence) and not isinstance(views[0], torch.Tensor):
+    if (
+        len(views) == 1
+        and isinstance(views[0], Sequence)
+        and not isinstance(views[0], torch.Tensor)
+    ):
         views = tuple(views[0])
     if len(views) < 2:
         raise ValueError(f"{loss_name} needs at least 2 views, got {len(views)}")
     for i, z in enumerate(views):
         check_embedding(z, name=f"{loss_name} view {i}")
         if z.dim() != 2:
-            raise ValueError(
-                f"{loss_name} view {i} must have shape (m, d), got {tuple(z.shape)}"
-            )
+            raise ValueError(f"{loss_name} view {i} must have shape (m, d), got {tuple(z.shape)}")
         if z.shape != views[0].shape:
             raise ValueError(
                 f"{loss_name} views must share one shape (m, d); view 0 is "

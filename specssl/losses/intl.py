@@ -22,7 +22,10 @@ def default_trace_weight(n: int) -> float:
 
 
 def trace_loss(zhat: torch.Tensor, axis: Axis, groups: int = 1) -> torch.Tensor:
-    """Eqn. 6: ``Σ_j (1 - (Σ_Ẑ)_jj)^2`` for one whitened view ``zhat: (m, d)`` (summed over groups)."""
+    """Eqn. 6: ``Σ_j (1 - (Σ_Ẑ)_jj)^2`` for one whitened view ``zhat: (m, d)``.
+
+    With groups, the per-group terms are summed.
+    """
     return (1 - covariance_diagonal(zhat, axis, groups)).pow(2).sum()
 
 
@@ -68,8 +71,13 @@ class INTLLoss(nn.Module):
         with full_precision(zs[0]):
             # Upcast first: the spectral op computes in float32/64 anyway and then keeps it.
             whitened = [
-                iternorm(z.to(compute_dtype(z)), self.T, self.axis, groups=self.groups,
-                         check_finite=False)
+                iternorm(
+                    z.to(compute_dtype(z)),
+                    self.T,
+                    self.axis,
+                    groups=self.groups,
+                    check_finite=False,
+                )
                 for z in zs
             ]
             invariance = mean_pairwise_normalized_mse(whitened)

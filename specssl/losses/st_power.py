@@ -35,8 +35,14 @@ class STPowerLoss(nn.Module):
         zs = parse_views(views, type(self).__name__)
         with full_precision(zs[0]):
             transformed = [
-                power_transform(z.to(compute_dtype(z)), self.p, self.axis, self.eps,
-                                groups=self.groups, check_finite=False)
+                power_transform(
+                    z.to(compute_dtype(z)),
+                    self.p,
+                    self.axis,
+                    self.eps,
+                    groups=self.groups,
+                    check_finite=False,
+                )
                 for z in zs
             ]
             return mean_pairwise_normalized_mse(transformed)

@@ -1,4 +1,4 @@
-"""Hard-whitening losses with sub-batches: W-MSE (Ermolov et al., 2021) and CW-RGP (Weng et al., 2022)."""
+"""Hard-whitening losses with sub-batches: W-MSE (Ermolov et al. 2021), CW-RGP (Weng et al.)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,13 @@ class WMSELoss(nn.Module):
     ) -> None:
         super().__init__()
         check_axis(axis)
-        self.w_size, self.w_iter, self.eps, self.axis, self.method = w_size, w_iter, eps, axis, method
+        self.w_size, self.w_iter, self.eps, self.axis, self.method = (
+            w_size,
+            w_iter,
+            eps,
+            axis,
+            method,
+        )
 
     def whiten_sub_batches(self, x: torch.Tensor) -> torch.Tensor:
         return whiten(x, self.method, self.axis, eps=self.eps, check_finite=False)

@@ -67,7 +67,7 @@ def full_precision(z: torch.Tensor) -> Iterator[None]:
 def to_groups(z: torch.Tensor, axis: Axis, groups: int) -> torch.Tensor:
     """``(..., m, d)`` -> ``(..., g, n, c)`` (see module docstring). Centring is not done here."""
     check_axis(axis)
-    m, d = z.shape[-2:]
+    d = z.shape[-1]
     if groups < 1 or d % groups != 0:
         raise ValueError(f"groups={groups} must be a positive divisor of the dimension d={d}")
     x = z.unflatten(-1, (groups, d // groups))  # (..., m, g, d/g)

@@ -47,7 +47,9 @@ def _loewner(evals: torch.Tensor, g: torch.Tensor, dg: torch.Tensor) -> torch.Te
     """Divided-difference matrix ``L_ij`` of ``g`` at ``evals (..., k)`` -> ``(..., k, k)``."""
     lam_i, lam_j = evals[..., :, None], evals[..., None, :]
     diff = lam_i - lam_j
-    scale = evals.abs().amax(dim=-1, keepdim=True)[..., None].clamp_min(torch.finfo(evals.dtype).tiny)
+    scale = (
+        evals.abs().amax(dim=-1, keepdim=True)[..., None].clamp_min(torch.finfo(evals.dtype).tiny)
+    )
     # Below ~sqrt(eps) relative separation the divided difference loses more digits to
     # cancellation than the midpoint derivative loses to curvature.
     close = diff.abs() <= torch.finfo(evals.dtype).eps ** 0.5 * scale
@@ -149,9 +151,7 @@ def power_transform(
     )
 
 
-def zca_whiten(
-    z: torch.Tensor, axis: Axis = "batch", eps: float = 0.0, **kwargs
-) -> torch.Tensor:
+def zca_whiten(z: torch.Tensor, axis: Axis = "batch", eps: float = 0.0, **kwargs) -> torch.Tensor:
     """ZCA whitening ``Ẑ = Z_c Σ^{-1/2}``: :func:`power_transform` with ``p = 0.5``."""
     return power_transform(z, 0.5, axis, eps, **kwargs)
 
@@ -179,7 +179,9 @@ def pca_whiten(
         out = (xc @ evecs) * g(evals)[..., None, :]
         return torch.where(zero, torch.zeros_like(out), out)
 
-    return grouped_apply(z, run, axis=axis, groups=groups, op="pca_whiten", check_finite=check_finite)
+    return grouped_apply(
+        z, run, axis=axis, groups=groups, op="pca_whiten", check_finite=check_finite
+    )
 
 
 def cholesky_whiten(

@@ -5,7 +5,8 @@ Given centred embeddings with covariance Σ and ``Σ_N = Σ / tr(Σ)``, IterNorm
     P_0 = I,    P_k = ½ (3 P_{k-1} - P_{k-1}^3 Σ_N),    k = 1..T
 
 and outputs ``Ẑ = Z_c P_T / sqrt(tr Σ)``. By Theorem 1 it maps each eigenvalue ``λ`` of Σ to
-``h_T(λ / tr Σ)`` where ``h_T(x) = x f_T(x)^2`` and ``f_{k+1} = 3/2 f_k - 1/2 x f_k^3``, ``f_0 = 1``.
+``h_T(λ / tr Σ)`` where ``h_T(x) = x f_T(x)^2`` and ``f_{k+1} = 3/2 f_k - 1/2 x f_k^3``,
+``f_0 = 1``.
 
 Numerical stability (why T = 30 works here while the paper saw NaN for T >= 11)
 --------------------------------------------------------------------------------
