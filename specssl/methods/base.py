@@ -1,0 +1,99 @@
+"""The method contract: networks + loss + which views pair with which.
+
+A method is a small ``nn.Module``: ``forward(views)`` takes the list of augmented views
+``(B, 3, H, W)`` and returns a :class:`MethodOutput` (the loss, the embeddings, the backbone
+features used by the online probe, and named loss terms for logging/diagnosis). Everything
+else (optimisers, schedules, logging, DDP) is the trainer's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from specssl.models import MLPHead
+from specssl.train.config import ConfigError, MethodConfig
+from specssl.train.distributed import gather_with_grad
+
+
+@dataclass
+class MethodOutput:
+    loss: torch.Tensor  # scalar
+    embeddings: list[torch.Tensor]  # per view (m, d), this rank's rows
+    features: list[torch.Tensor]  # per view (m, feat_dim) backbone features
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)  # detached loss terms
+
+
+class Method(nn.Module):
+    """Base class. Subclasses set ``name`` and build their loss in ``__init__``."""
+
+    name: ClassVar[str] = ""
+    needs_global_batch: ClassVar[bool] = False  # gather embeddings across ranks before the loss
+
+    def __init__(self, backbone: nn.Module, cfg: MethodConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = backbone
+        self.projector = MLPHead(
+            backbone.out_dim, cfg.proj_hidden_dim, cfg.proj_output_dim, num_layers=cfg.proj_layers
+        )
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.cfg.proj_output_dim
+
+    def embed(self, views: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Backbone features and projector embeddings of every view (one batched pass)."""
+        sizes = [v.shape[0] for v in views]
+        same_shape = all(v.shape[1:] == views[0].shape[1:] for v in views)
+        if same_shape:
+            feats = self.backbone(torch.cat(views)).split(sizes)
+        else:  # multi-crop: views of different resolutions
+            feats = [self.backbone(v) for v in views]
+        z = self.projector(torch.cat(list(feats))).split(sizes)
+        return list(feats), list(z)
+
+    def on_train_step_end(self, step: int, total_steps: int) -> None:
+        """Hook after each optimiser step (momentum methods update their target here)."""
+
+    def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The transformation the loss applies to an embedding batch ``(m, d)`` (for the
+        spectrum monitor), or ``None`` when the method has none."""
+        return None
+
+
+def build_loss(loss_cls: type[nn.Module], kwargs: dict, method: str) -> nn.Module:
+    """Instantiate ``loss_cls(**kwargs)``; a wrong key is a one-line :class:`ConfigError`."""
+    try:
+        return loss_cls(**kwargs)
+    except TypeError as err:
+        raise ConfigError(
+            f"config key 'method.loss' for method {method!r}: {err} "
+            f"(accepted by {loss_cls.__name__})"
+        ) from err
+
+
+class SymmetricLossMethod(Method):
+    """Siamese method: every view through the same network, loss on all views' embeddings.
+
+    Covers INTL, IterNorm-only, ST-power, W-MSE and CW-RGP. Embeddings are gathered across
+    ranks first when ``needs_global_batch`` (whitening needs the global batch statistics).
+    """
+
+    loss_cls: ClassVar[type[nn.Module]]
+    needs_global_batch = True
+
+    def __init__(self, backbone: nn.Module, cfg: MethodConfig) -> None:
+        super().__init__(backbone, cfg)
+        self.loss_fn = build_loss(self.loss_cls, dict(cfg.loss), self.name)
+
+    def forward(self, views: list[torch.Tensor]) -> MethodOutput:
+        feats, z = self.embed(views)
+        zs = [gather_with_grad(v) for v in z] if self.needs_global_batch else z
+        loss = self.loss_fn(zs)
+        terms = dict(getattr(self.loss_fn, "last_terms", {}))
+        return MethodOutput(loss=loss, embeddings=z, features=feats, terms=terms)

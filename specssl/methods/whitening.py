@@ -1,0 +1,65 @@
+"""Whitening / spectral-transformation methods: INTL, IterNorm-only, ST-power, W-MSE, CW-RGP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import torch
+
+from specssl.losses import CWRGPLoss, INTLLoss, IterNormLoss, STPowerLoss, WMSELoss
+from specssl.methods.base import SymmetricLossMethod
+from specssl.spectral import iternorm, power_transform, whiten
+
+
+class INTL(SymmetricLossMethod):
+    """IterNorm with trace loss (INTL paper, Section 4). ``method.loss``: T, beta, axis, groups."""
+
+    name = "intl"
+    loss_cls = INTLLoss
+
+    def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        loss = self.loss_fn
+        return partial(iternorm, T=loss.T, axis=loss.axis, groups=loss.groups)
+
+
+class IterNormOnly(INTL):
+    """IterNorm without trace loss: the paper's failing baseline (Section 4.2)."""
+
+    name = "iternorm"
+    loss_cls = IterNormLoss
+
+
+class STPower(SymmetricLossMethod):
+    """Whitening loss with the power ST ``g(λ) = λ^-p`` (Section 3.2).
+
+    ``method.loss``: p, axis, eps, groups.
+    """
+
+    name = "st_power"
+    loss_cls = STPowerLoss
+
+    def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        loss = self.loss_fn
+        return partial(power_transform, p=loss.p, axis=loss.axis, eps=loss.eps, groups=loss.groups)
+
+
+class WMSE(SymmetricLossMethod):
+    """W-MSE (Ermolov et al. 2021). ``method.loss``: w_size, w_iter, eps, axis."""
+
+    name = "wmse"
+    loss_cls = WMSELoss
+
+    def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        loss = self.loss_fn
+        return partial(whiten, method=loss.method, axis=loss.axis, eps=loss.eps)
+
+
+class CWRGP(WMSE):
+    """CW-RGP (Weng et al. 2022). ``method.loss``: groups, w_size, w_iter, eps, axis, method."""
+
+    name = "cwrgp"
+    loss_cls = CWRGPLoss
+
+    def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        return self.loss_fn.whiten_sub_batches

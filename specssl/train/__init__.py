@@ -1,0 +1,1 @@
+"""The training system: config, Lightning module and data module, callbacks, ``pretrain``."""

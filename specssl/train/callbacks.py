@@ -1,0 +1,243 @@
+"""Training callbacks: kNN monitor, spectrum monitor, RNG state in checkpoints, atomic saves."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from specssl.eval.knn import knn_accuracy
+from specssl.spectral import condition_indicator, effective_rank, spectrum, stable_rank
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write checkpoints to ``<path>.tmp`` then ``os.replace`` them into place.
+
+    A crash mid-write leaves the previous checkpoint intact (``os.replace`` is atomic on one
+    filesystem), so ``last.ckpt`` is always a complete file.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            torch.save(checkpoint, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+
+class RNGStateCallback(L.Callback):
+    """Store the global RNG states (python, numpy, torch, CUDA) in every checkpoint and restore
+    them on resume, so the resumed run draws the same augmentations and data order.
+
+    States are stored as tensors and plain numbers so checkpoints load with
+    ``torch.load(weights_only=True)``.
+    """
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        version, py_state, gauss = random.getstate()
+        np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+        states: dict[str, Any] = {
+            "python": [version, torch.tensor(py_state, dtype=torch.int64), gauss],
+            "numpy": [
+                np_name,
+                torch.from_numpy(np_keys.astype(np.int64)),
+                np_pos,
+                np_has_gauss,
+                np_gauss,
+            ],
+            "torch": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            states["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint["specssl_rng_states"] = states
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get("specssl_rng_states")
+        if not states:
+            return
+        version, py_state, gauss = states["python"]
+        random.setstate((version, tuple(int(v) for v in py_state.tolist()), gauss))
+        np_name, np_keys, np_pos, np_has_gauss, np_gauss = states["numpy"]
+        np.random.set_state(
+            (np_name, np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss, np_gauss)
+        )
+        torch.set_rng_state(states["torch"])
+        if "cuda" in states and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
+
+
+@torch.no_grad()
+def extract_features(
+    pl_module, loader, *, projector: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features ``(N, f)`` and labels ``(N,)`` of a loader of un-augmented ``(images, labels)``.
+
+    Backbone in eval mode (restored afterwards); ``projector=True`` returns embeddings instead.
+    """
+    was_training = pl_module.training
+    pl_module.eval()
+    feats, labels = [], []
+    try:
+        for images, target in loader:
+            images = images.to(pl_module.device, non_blocking=True)
+            f = pl_module.features(images)
+            if projector:
+                f = pl_module.method.projector(f)
+            feats.append(f.float())
+            labels.append(target.to(pl_module.device))
+    finally:
+        pl_module.train(was_training)
+    return torch.cat(feats), torch.cat(labels)
+
+
+class KNNMonitor(L.Callback):
+    """Weighted kNN (cosine) of backbone features every ``every`` epochs (and at init).
+
+    Logs ``knn/top1_k{k}`` for each ``k`` (``k=200`` temperature-weighted, small ``k`` such as
+    5 by majority vote). Keeps ``history`` (epoch -> metrics) and ``initial`` (random init).
+    Uses the datamodule's ``knn_train_dataloader()`` (memory bank) and ``val_dataloader()``.
+    """
+
+    def __init__(self, every: int, ks: list[int], temperature: float, on_init: bool) -> None:
+        self.every, self.ks, self.temperature, self.on_init = every, list(ks), temperature, on_init
+        self.history: list[dict[str, float]] = []
+        self.initial: dict[str, float] | None = None
+
+    def evaluate(self, trainer, pl_module) -> dict[str, float]:
+        dm = trainer.datamodule
+        bank, bank_y = extract_features(pl_module, dm.knn_train_dataloader())
+        test, test_y = extract_features(pl_module, dm.val_dataloader())
+        if trainer.world_size > 1:
+            bank, bank_y, test, test_y = (
+                pl_module.all_gather(t).flatten(0, 1) for t in (bank, bank_y, test, test_y)
+            )
+        metrics = {}
+        for k in self.ks:
+            acc = knn_accuracy(
+                bank,
+                bank_y,
+                test,
+                test_y,
+                pl_module.num_classes,
+                k=k,
+                temperature=self.temperature,
+                weighted=k > 20,
+            )
+            metrics[f"top1_k{k}"] = acc["top1"]
+            metrics[f"top5_k{k}"] = acc["top5"]
+        return metrics
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        if self.on_init and self.initial is None and trainer.current_epoch == 0:
+            self.initial = self.evaluate(trainer, pl_module)
+            for key, value in self.initial.items():
+                pl_module.print(f"kNN at random init: {key} = {value:.2f}%")
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        epoch = trainer.current_epoch + 1
+        last = epoch >= (trainer.max_epochs or 0)
+        if not self.every or (epoch % self.every and not last):
+            return
+        metrics = self.evaluate(trainer, pl_module)
+        self.history.append({"epoch": epoch, **metrics})
+        for key, value in metrics.items():
+            pl_module.log(f"knn/{key}", value, rank_zero_only=True)
+
+
+class SpectrumMonitor(L.Callback):
+    """The embedding spectrum during training: the INTL paper's Figure 3 (a)/(b), live.
+
+    Every ``every`` epochs, embeds a fixed sample of ``samples`` un-augmented training images
+    (eval mode), computes the eigenvalues of the ``d x d`` covariance of the embedding ``Z`` and
+    of the method's transformed output ``Ẑ`` (the transformation applied per training-size
+    chunk, as in the loss), logs condition indicator λ_min/λ_max, normalized stable rank and
+    effective rank of both, appends all eigenvalues to ``spectrum/eigenvalues.csv`` and saves
+    ``spectrum/epoch_XXX.png`` (log-scale eigenvalues of every snapshot so far).
+    """
+
+    def __init__(self, every: int, samples: int, out_dir: str | Path, plots: bool = True) -> None:
+        self.every, self.samples, self.plots = every, samples, plots
+        self.out_dir = Path(out_dir)
+        self.snapshots: list[dict[str, Any]] = []
+
+    def snapshot(self, trainer, pl_module, epoch: int) -> dict[str, Any]:
+        dm = trainer.datamodule
+        images = dm.spectrum_images(self.samples).to(pl_module.device)
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            with torch.no_grad():
+                chunks = images.split(dm.batch_size)
+                z = torch.cat([pl_module.method.projector(pl_module.features(c)) for c in chunks])
+                transform = pl_module.method.spectral_transform()
+                zhat = None
+                if transform is not None:
+                    parts = [
+                        transform(part.float())
+                        for part in z.split(dm.batch_size)
+                        if part.shape[0] == dm.batch_size
+                    ]
+                    zhat = torch.cat(parts) if parts else None
+        finally:
+            pl_module.train(was_training)
+        snap: dict[str, Any] = {"epoch": epoch}
+        for name, tensor in (("z", z), ("zhat", zhat)):
+            if tensor is None or tensor.shape[0] < 2:
+                continue
+            evals = spectrum(tensor.float(), "batch", check_finite=False).cpu()
+            rank_cap = min(tensor.shape[1], tensor.shape[0] - 1)
+            snap[name] = evals
+            snap[f"{name}/condition_indicator"] = float(condition_indicator(evals))
+            snap[f"{name}/stable_rank"] = float(stable_rank(evals, normalize_by=rank_cap))
+            snap[f"{name}/effective_rank"] = float(effective_rank(evals))
+        return snap
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        if self.every and trainer.current_epoch == 0 and trainer.is_global_zero:
+            self.record(trainer, pl_module, 0)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        epoch = trainer.current_epoch + 1
+        last = epoch >= (trainer.max_epochs or 0)
+        if not self.every or (epoch % self.every and not last) or not trainer.is_global_zero:
+            return
+        self.record(trainer, pl_module, epoch)
+
+    def record(self, trainer, pl_module, epoch: int) -> None:
+        snap = self.snapshot(trainer, pl_module, epoch)
+        self.snapshots.append(snap)
+        scalars = {k: v for k, v in snap.items() if "/" in k}
+        if epoch > 0:
+            for key, value in scalars.items():
+                pl_module.log(f"spectrum/{key}", value, rank_zero_only=True)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._append_csv(snap)
+        if self.plots:
+            from specssl.viz import plot_spectra
+
+            plot_spectra(
+                [(s["epoch"], s.get("z"), s.get("zhat")) for s in self.snapshots],
+                self.out_dir / f"epoch_{epoch:03d}.png",
+            )
+
+    def _append_csv(self, snap: dict[str, Any]) -> None:
+        path = self.out_dir / "eigenvalues.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as fh:
+            writer = csv.writer(fh)
+            if new:
+                writer.writerow(["epoch", "which", "index", "eigenvalue"])
+            for name in ("z", "zhat"):
+                if name in snap:
+                    for i, value in enumerate(snap[name].tolist()):
+                        writer.writerow([snap["epoch"], name, i, f"{value:.6e}"])

@@ -1,0 +1,189 @@
+"""Typed run configuration: YAML recipes map 1:1 onto these dataclasses.
+
+``load_config(path, overrides)`` merges defaults <- YAML file <- ``key.sub=value`` overrides with
+OmegaConf structured configs, so an unknown key or a wrong type fails *before* training with a
+one-line :class:`ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A bad configuration key, value or path, reported in one line."""
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"  # cifar10 | cifar100 | stl10 | imagefolder | digits
+    root: str | None = None  # dataset directory (not needed for digits)
+    download: bool = False  # download when the data is missing (needs a network)
+    train_split: str = "train"  # stl10: "train+unlabeled" for pretraining
+    val_split: str = "test"
+    subset: int | None = None  # pretrain on this many training images (seeded)
+    val_subset: int | None = None  # evaluate on this many test images (seeded)
+    batch_size: int = 256  # per device
+    num_workers: int = 0
+    views: str = "auto"  # augmentation preset: auto | cifar | imagenet | digits
+    num_views: int = 2
+    augment_on_device: bool = True  # batched tensor augmentation on the training device
+    solarize_p: list[float] = field(default_factory=lambda: [0.0, 0.2])  # per view
+
+
+@dataclass
+class BackboneConfig:
+    name: str = "resnet18"
+    cifar_stem: bool = True
+    width: int = 64  # base width: 64 = standard ResNet; 16/32 for CPU-scale runs
+    zero_init_residual: bool = False
+
+
+@dataclass
+class MethodConfig:
+    name: str = "intl"
+    proj_hidden_dim: int = 2048
+    proj_output_dim: int = 2048
+    proj_layers: int = 3
+    pred_hidden_dim: int = 512
+    loss: dict[str, Any] = field(default_factory=dict)  # loss constructor kwargs
+    base_tau: float = 0.99  # momentum methods: EMA start (cosine to final_tau)
+    final_tau: float = 1.0
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd | adamw | lars
+    lr: float = 0.3  # base lr for batch 256; scaled by global_batch / 256
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 2.0
+    min_lr_ratio: float = 0.0
+    exclude_bias_and_norm: bool = False  # no weight decay on biases and norm layers
+    classifier_lr: float = 0.1  # online linear probe (own param group, no weight decay)
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 10
+    max_steps: int = -1
+    max_time: str | None = None  # "DD:HH:MM:SS"
+    accelerator: str = "auto"
+    devices: str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"  # e.g. bf16-mixed, 16-mixed
+    sync_batchnorm: bool = True
+    log_every_n_steps: int = 10
+    gradient_clip_val: float | None = None
+    limit_train_batches: float = 1.0
+    deterministic: bool = False
+    enable_progress_bar: bool = True
+
+
+@dataclass
+class MonitorConfig:
+    knn_every: int = 1  # epochs between kNN evaluations (0 = never)
+    knn_k: list[int] = field(default_factory=lambda: [200, 5])
+    knn_temperature: float = 0.1
+    knn_train_subset: int | None = None  # memory-bank size (seeded); None = full train split
+    knn_on_init: bool = True  # also evaluate the randomly initialised network
+    online_probe: bool = True
+    spectrum_every: int = 1  # epochs between spectrum snapshots (0 = never)
+    spectrum_samples: int = 1024
+    spectrum_plots: bool = True
+    checkpoint_every: int = 1  # epochs between checkpoints
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    seed: int = 0
+    output_dir: str = "runs"
+    run_name: str | None = None  # default: <data.name>-<method.name>
+
+
+def _one_line(err: OmegaConfBaseException) -> str:
+    msg = str(err).splitlines()[0]
+    key = getattr(err, "full_key", None)
+    return f"config key '{key}': {msg}" if key else f"config: {msg}"
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults <- YAML recipe at ``path`` <- ``["a.b=value", ...]`` overrides -> :class:`Config`.
+
+    Raises :class:`ConfigError` (one line, naming the key or file) on unknown keys, wrong types,
+    a missing or unparsable file, or a malformed override.
+    """
+    schema = OmegaConf.structured(Config)
+    layers = [schema]
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(
+                f"config file {path} is not valid YAML: {err}".splitlines()[0]
+            ) from err
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {path} must contain a mapping at the top level")
+        layers.append(OmegaConf.create(raw))
+    for item in overrides or []:
+        if "=" not in item or item.startswith("="):
+            raise ConfigError(f"override {item!r} must look like key.subkey=value")
+    try:
+        if overrides:
+            layers.append(OmegaConf.from_dotlist(list(overrides)))
+        merged = OmegaConf.merge(*layers)
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        raise ConfigError(_one_line(err)) from err
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Range checks that types alone cannot express; one-line :class:`ConfigError`."""
+    checks = [
+        (cfg.data.batch_size >= 2, "data.batch_size", "must be >= 2"),
+        (cfg.data.num_views >= 2, "data.num_views", "must be >= 2"),
+        (cfg.data.num_workers >= 0, "data.num_workers", "must be >= 0"),
+        (cfg.backbone.width >= 1, "backbone.width", "must be >= 1"),
+        (cfg.method.proj_output_dim >= 1, "method.proj_output_dim", "must be >= 1"),
+        (cfg.optim.lr > 0, "optim.lr", "must be > 0"),
+        (cfg.optim.weight_decay >= 0, "optim.weight_decay", "must be >= 0"),
+        (cfg.optim.warmup_epochs >= 0, "optim.warmup_epochs", "must be >= 0"),
+        (
+            cfg.trainer.max_epochs >= 1 or cfg.trainer.max_steps > 0,
+            "trainer.max_epochs",
+            "must be >= 1 (or set trainer.max_steps)",
+        ),
+        (cfg.monitor.spectrum_samples >= 2, "monitor.spectrum_samples", "must be >= 2"),
+        (0.0 <= cfg.method.base_tau <= 1.0, "method.base_tau", "must be in [0, 1]"),
+    ]
+    for ok, key, rule in checks:
+        if not ok:
+            raise ConfigError(f"config key '{key}': {rule}")
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return asdict(cfg)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (the exact run can be repeated with ``--config``)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

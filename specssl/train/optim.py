@@ -1,0 +1,97 @@
+"""Optimisers (SGD, AdamW, LARS) with parameter groups, and the warm-up + cosine schedule."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from specssl.train.config import ConfigError, OptimConfig
+
+
+def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float = 0.0) -> float:
+    """LR multiplier: linear warm-up over ``warmup`` steps, then cosine to ``min_ratio``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    progress = min(max(progress, 0.0), 1.0)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _is_bias_or_norm(name: str, param: torch.nn.Parameter) -> bool:
+    return param.ndim <= 1 or name.endswith(".bias")
+
+
+class LARS(torch.optim.SGD):
+    """SGD with layer-wise adaptive rate scaling (You et al., 2017), as used by BYOL/Barlow Twins.
+
+    Each parameter's update is scaled by ``eta ‖w‖ / (‖g‖ + wd ‖w‖)`` unless its group sets
+    ``lars_exclude`` (biases and norm layers, by convention).
+    """
+
+    def __init__(
+        self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02
+    ) -> None:
+        super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        self.eta = eta
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            if group.get("lars_exclude", False):
+                continue
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                w_norm, g_norm = p.norm(), p.grad.norm()
+                denom = g_norm + group["weight_decay"] * w_norm
+                trust = torch.where(
+                    (w_norm > 0) & (denom > 0), self.eta * w_norm / denom, torch.ones_like(w_norm)
+                )
+                p.grad.add_(p, alpha=group["weight_decay"]).mul_(trust)
+            # weight decay already folded into the trust-scaled gradient
+        saved = [g["weight_decay"] for g in self.param_groups]
+        for g in self.param_groups:
+            if not g.get("lars_exclude", False):
+                g["weight_decay"] = 0.0
+        try:
+            return super().step(closure)
+        finally:
+            for g, wd in zip(self.param_groups, saved, strict=True):
+                g["weight_decay"] = wd
+
+
+def build_optimizer(
+    method: nn.Module, classifier: nn.Module, cfg: OptimConfig, lr: float
+) -> torch.optim.Optimizer:
+    """Optimiser over the method (lr ``lr``) and the online probe (``cfg.classifier_lr``, no wd).
+
+    EMA target networks (parameters with ``requires_grad=False``) are skipped.
+    """
+    decay, no_decay = [], []
+    for name, param in method.named_parameters():
+        if not param.requires_grad:
+            continue
+        if cfg.exclude_bias_and_norm and _is_bias_or_norm(name, param):
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0, "lars_exclude": True})
+    groups.append(
+        {
+            "params": list(classifier.parameters()),
+            "lr": cfg.classifier_lr,
+            "weight_decay": 0.0,
+            "lars_exclude": True,
+        }
+    )
+    if cfg.name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    if cfg.name == "lars":
+        return LARS(groups, lr=lr, momentum=cfg.momentum)
+    raise ConfigError(f"config key 'optim.name': unknown optimizer {cfg.name!r} (sgd|adamw|lars)")

@@ -1,0 +1,207 @@
+"""``pretrain(cfg)``: build data, method, callbacks and a Lightning Trainer, fit, summarise."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from specssl.train.callbacks import (
+    AtomicCheckpointIO,
+    KNNMonitor,
+    RNGStateCallback,
+    SpectrumMonitor,
+)
+from specssl.train.config import Config, ConfigError, save_config
+from specssl.train.datamodule import SSLDataModule
+from specssl.train.module import SSLModule
+
+
+@dataclass
+class PretrainResult:
+    run_dir: Path
+    knn_initial: dict[str, float] | None
+    knn_final: dict[str, float] | None
+    probe: dict[str, float]
+    spectrum: dict[str, float]
+    wall_time_s: float
+    steps: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_dir": str(self.run_dir),
+            "knn_initial": self.knn_initial,
+            "knn_final": self.knn_final,
+            "probe": self.probe,
+            "spectrum": self.spectrum,
+            "wall_time_s": self.wall_time_s,
+            "steps": self.steps,
+            **self.extra,
+        }
+
+
+def run_dir_of(cfg: Config) -> Path:
+    return Path(cfg.output_dir) / (cfg.run_name or f"{cfg.data.name}-{cfg.method.name}")
+
+
+def resolve_resume(cfg: Config, resume: str | None) -> str | None:
+    """``None`` | ``"auto"`` (the run's ``last.ckpt`` if present) | a checkpoint path."""
+    if resume is None:
+        return None
+    if resume == "auto":
+        last = run_dir_of(cfg) / "checkpoints" / "last.ckpt"
+        return str(last) if last.is_file() else None
+    if not Path(resume).is_file():
+        raise ConfigError(f"--resume: checkpoint not found: {resume}")
+    return resume
+
+
+def _devices(value: str) -> int | str:
+    return int(value) if value.isdigit() else value
+
+
+def build_trainer(cfg: Config, run_dir: Path, callbacks: list[L.Callback], logger: bool = True):
+    tcfg = cfg.trainer
+    devices = _devices(tcfg.devices)
+    strategy = tcfg.strategy
+    if strategy == "auto" and isinstance(devices, int) and devices > 1:
+        strategy = "ddp"
+    loggers = (
+        [
+            CSVLogger(run_dir, name="", version="logs"),
+            TensorBoardLogger(run_dir, name="", version="tensorboard"),
+        ]
+        if logger
+        else False
+    )
+    return L.Trainer(
+        default_root_dir=run_dir,
+        max_epochs=tcfg.max_epochs,
+        max_steps=tcfg.max_steps,
+        max_time=tcfg.max_time,
+        accelerator=tcfg.accelerator,
+        devices=devices,
+        num_nodes=tcfg.num_nodes,
+        strategy=strategy,
+        precision=tcfg.precision,
+        sync_batchnorm=tcfg.sync_batchnorm and strategy != "auto",
+        log_every_n_steps=tcfg.log_every_n_steps,
+        gradient_clip_val=tcfg.gradient_clip_val,
+        limit_train_batches=tcfg.limit_train_batches,
+        deterministic=tcfg.deterministic,
+        enable_progress_bar=tcfg.enable_progress_bar,
+        enable_model_summary=False,
+        callbacks=callbacks,
+        logger=loggers,
+        plugins=[AtomicCheckpointIO()],
+        num_sanity_val_steps=0,
+    )
+
+
+def pretrain(
+    cfg: Config,
+    *,
+    resume: str | None = None,
+    logger: bool = True,
+    extra_callbacks: list[L.Callback] | None = None,
+) -> PretrainResult:
+    """Pretrain per ``cfg``; returns kNN (random init and final), probe and spectrum metrics.
+
+    All configuration and data errors are raised (as :class:`ConfigError`,
+    ``FileNotFoundError`` or ``ValueError``) before the first training step.
+    """
+    import time
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    run_dir = run_dir_of(cfg)
+    ckpt_path = resolve_resume(cfg, resume)
+    datamodule = SSLDataModule(cfg)
+    module = SSLModule(
+        cfg,
+        datamodule.num_classes,
+        augment=datamodule.train_augment(),
+        eval_transform=datamodule.eval_transform(),
+    )
+    save_config(cfg, run_dir / "config.yaml")
+    mon = cfg.monitor
+    knn = KNNMonitor(mon.knn_every, mon.knn_k, mon.knn_temperature, mon.knn_on_init)
+    spectrum = SpectrumMonitor(
+        mon.spectrum_every, mon.spectrum_samples, run_dir / "spectrum", mon.spectrum_plots
+    )
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="epoch{epoch:04d}",
+        auto_insert_metric_name=False,
+        save_last="link",  # last.ckpt -> the newest epoch file (no second copy on disk)
+        save_top_k=1,  # without a monitor: keep only the newest epoch file
+        every_n_epochs=mon.checkpoint_every,
+        save_on_train_epoch_end=True,
+    )
+    callbacks = [knn, spectrum, RNGStateCallback(), checkpoint, *(extra_callbacks or [])]
+    if logger:
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    trainer = build_trainer(cfg, run_dir, callbacks, logger)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    wall = time.perf_counter() - start
+    probe = {}
+    if mon.online_probe:
+        probe = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    final_spectrum = {}
+    if spectrum.snapshots:
+        final_spectrum = {k: v for k, v in spectrum.snapshots[-1].items() if isinstance(v, float)}
+    result = PretrainResult(
+        run_dir=run_dir,
+        knn_initial=knn.initial,
+        knn_final={k: v for k, v in knn.history[-1].items() if k != "epoch"}
+        if knn.history
+        else None,
+        probe=probe,
+        spectrum=final_spectrum,
+        wall_time_s=wall,
+        steps=int(trainer.global_step),
+        extra={"images_per_s": _throughput(trainer, cfg, wall)},
+    )
+    if trainer.is_global_zero:
+        (run_dir / "results.json").write_text(json.dumps(result.to_json(), indent=2))
+    return result
+
+
+def _throughput(trainer, cfg: Config, wall: float) -> float:
+    images = trainer.global_step * cfg.data.batch_size * max(1, trainer.world_size)
+    return images / wall if wall > 0 else 0.0
+
+
+def format_summary(result: PretrainResult) -> str:
+    """Human-readable summary printed at the end of ``specssl pretrain``."""
+    lines = [
+        f"run directory: {result.run_dir}",
+        f"steps: {result.steps}, wall time: {result.wall_time_s:.1f} s, "
+        f"{result.extra.get('images_per_s', 0):.1f} images/s",
+    ]
+    if result.knn_final:
+        for key, value in result.knn_final.items():
+            if key.startswith("top1"):
+                init = (result.knn_initial or {}).get(key)
+                init_txt = f" (random init: {init:.2f}%)" if init is not None else ""
+                lines.append(f"kNN {key}: {value:.2f}%{init_txt}")
+    for key, value in result.probe.items():
+        lines.append(f"online linear probe {key}: {value:.2f}%")
+    for key in ("z/condition_indicator", "z/stable_rank", "zhat/condition_indicator"):
+        if key in result.spectrum:
+            lines.append(f"spectrum {key}: {result.spectrum[key]:.4g}")
+    return "\n".join(lines)
+
+
+__all__ = ["PretrainResult", "format_summary", "pretrain", "resolve_resume", "run_dir_of"]

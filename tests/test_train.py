@@ -1,0 +1,169 @@
+"""The training system end to end on the built-in digits data (tiny networks, seconds each)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from specssl.train.config import ConfigError, load_config
+from specssl.train.module import TrainingDivergedError
+from specssl.train.run import pretrain
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = [
+    "data.name=digits",
+    "data.batch_size=64",
+    "data.subset=256",
+    "data.val_subset=128",
+    "backbone.width=4",
+    "method.proj_hidden_dim=32",
+    "method.proj_output_dim=16",
+    "trainer.enable_progress_bar=false",
+    "trainer.max_epochs=2",
+    "monitor.spectrum_samples=128",
+    "monitor.knn_k=[20,5]",
+    "optim.warmup_epochs=0",
+]
+
+
+def tiny(tmp_path: Path, *extra: str):
+    return load_config(None, [*TINY, f"output_dir={tmp_path}", "run_name=run", *extra])
+
+
+def test_every_recipe_in_configs_loads_and_validates():
+    recipes = sorted((REPO / "configs").rglob("*.yaml"))
+    assert len(recipes) >= 6
+    for path in recipes:
+        cfg = load_config(path)
+        assert cfg.method.name and cfg.data.name
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.batchsize=3"], "data.batchsize"),
+        (["optim.lr=fast"], "optim.lr"),
+        (["data.batch_size=1"], "data.batch_size"),
+        (["nonsense"], "key.subkey=value"),
+        (["method.name=nope"], None),
+    ],
+)
+def test_bad_config_is_a_one_line_error_naming_the_key(tmp_path, overrides, message):
+    if message is None:  # method names are checked when the method is built
+        cfg = tiny(tmp_path, *overrides)
+        with pytest.raises(ConfigError, match=r"method\.name"):
+            pretrain(cfg, logger=False)
+        return
+    with pytest.raises(ConfigError) as info:
+        load_config(None, overrides)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_missing_data_directory_fails_before_training(tmp_path):
+    cfg = tiny(tmp_path, "data.name=cifar10", f"data.root={tmp_path / 'nowhere'}")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        pretrain(cfg, logger=False)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_unknown_loss_argument_names_the_key(tmp_path):
+    cfg = tiny(tmp_path, "method.loss={Tee: 4}")
+    with pytest.raises(ConfigError, match=r"method\.loss"):
+        pretrain(cfg, logger=False)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    return pretrain(tiny(tmp), logger=True), tmp
+
+
+def test_pretrain_writes_config_checkpoint_logs_spectrum(finished_run):
+    result, tmp = finished_run
+    run = tmp / "run"
+    assert (run / "config.yaml").is_file()
+    assert load_config(run / "config.yaml").data.subset == 256  # resolved config reloads
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert not list((run / "checkpoints").glob("*.tmp"))
+    assert (run / "logs" / "metrics.csv").is_file()
+    assert any((run / "tensorboard").iterdir())
+    assert (run / "spectrum" / "eigenvalues.csv").is_file()
+    assert (run / "spectrum" / "epoch_002.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert result.steps == 2 * (256 // 64)
+    assert result.knn_initial and result.knn_final
+    assert 0 <= result.knn_final["top1_k20"] <= 100
+    assert 0 <= result.spectrum["z/condition_indicator"] <= 1
+    assert 0 < result.spectrum["z/stable_rank"] <= 1
+    assert (run / "results.json").is_file()
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+
+
+class _StopAfterEpoch(L.Callback):
+    """Simulates an interruption: stop (after the epoch's checkpoint) at the given epoch."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch + 1 == self.epoch:
+            trainer.should_stop = True
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+    extra = ["monitor.knn_every=1", "monitor.spectrum_every=1"]
+    pretrain(tiny(tmp_path / "a", *extra), logger=False)
+    interrupted = pretrain(
+        tiny(tmp_path / "b", *extra), logger=False, extra_callbacks=[_StopAfterEpoch(1)]
+    )
+    assert interrupted.steps == 256 // 64
+    result = pretrain(tiny(tmp_path / "b", *extra), resume="auto", logger=False)
+    assert result.steps == 2 * (256 // 64)
+    a = _weights(tmp_path / "a" / "run" / "checkpoints" / "last.ckpt")
+    b = _weights(tmp_path / "b" / "run" / "checkpoints" / "last.ckpt")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+
+
+class _PoisonAtStep(L.Callback):
+    """Makes the backbone produce NaN from a given optimiser step on."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                pl_module.backbone.conv1.weight.fill_(float("nan"))
+
+
+def test_divergence_stops_with_diagnosis_and_keeps_last_good_checkpoint(tmp_path):
+    cfg = tiny(tmp_path, "trainer.max_epochs=3")
+    with pytest.raises(TrainingDivergedError) as info:
+        pretrain(cfg, logger=False, extra_callbacks=[_PoisonAtStep(6)])
+    message = str(info.value)
+    assert "step 6" in message and "epoch 1" in message and "non-finite" in message
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    state = _weights(ckpt)
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+    assert torch.load(ckpt, weights_only=False)["epoch"] == 0  # the epoch before divergence
+
+
+def test_bf16_mixed_precision_trains_with_float32_spectral_math(tmp_path):
+    cfg = tiny(
+        tmp_path,
+        "trainer.precision=bf16-mixed",
+        "trainer.max_epochs=1",
+        "monitor.knn_every=0",
+        "monitor.spectrum_every=0",
+        "monitor.knn_on_init=false",
+    )
+    result = pretrain(cfg, logger=False)
+    assert result.steps == 256 // 64
