@@ -184,6 +184,15 @@ def pca_whiten(
     )
 
 
+def raise_not_positive_definite(axis: str, n: int, c: int) -> None:
+    raise ValueError(
+        f"cholesky_whiten on the {axis} axis: the {c}x{c} covariance is not positive "
+        f"definite (estimated from n={n} observations; needs c <= n - 1 and no "
+        "collinear or constant channels). Use eps > 0, more groups, the other axis, "
+        "or iternorm/zca, which handle rank deficiency."
+    )
+
+
 def cholesky_whiten(
     z: torch.Tensor,
     axis: Axis = "batch",
@@ -195,27 +204,31 @@ def cholesky_whiten(
     """Cholesky whitening as in W-MSE: ``Σ_ε = (1 - eps) Σ + eps I = L L^T``, ``Ẑ = Z_c L^{-T}``.
 
     Requires a positive-definite ``Σ_ε``: with ``eps = 0`` that needs ``c <= n - 1``
-    (``d/g < m`` on the batch axis). Otherwise raises ``ValueError`` naming the sizes instead
-    of returning NaN.
+    (``d/g < m`` on the batch axis), checked from the shapes, and a condition number below
+    ``1 / (c eps_dtype)`` (checked on the Cholesky pivots). Otherwise raises ``ValueError``
+    naming the sizes instead of returning NaN or rounding noise.
     """
     if not 0.0 <= eps < 1.0:
         raise ValueError(f"cholesky_whiten shrinkage eps must be in [0, 1), got {eps}")
 
     def run(x: torch.Tensor) -> torch.Tensor:
         xc = center(x)
+        n, c = xc.shape[-2:]
+        if eps == 0 and c > n - 1:
+            # Singular by shape alone. Checked up front: in float32 rounding can leave a tiny
+            # positive pivot, so cholesky_ex may "succeed" with a wrong whitening.
+            raise_not_positive_definite(axis, n, c)
         s = covariance(xc)
         if eps:
             eye = torch.eye(s.shape[-1], dtype=s.dtype, device=s.device)
             s = (1 - eps) * s + eps * eye
         chol, info = torch.linalg.cholesky_ex(s)
-        if bool((info > 0).any()):
-            n, c = xc.shape[-2:]
-            raise ValueError(
-                f"cholesky_whiten on the {axis} axis: the {c}x{c} covariance is not positive "
-                f"definite (estimated from n={n} observations; needs c <= n - 1 and no "
-                "collinear or constant channels). Use eps > 0, more groups, the other axis, "
-                "or iternorm/zca, which handle rank deficiency."
-            )
+        # A pivot ratio below sqrt(c eps) means a numerically singular covariance (condition
+        # number > 1 / (c eps)) whose "whitening" would be rounding noise.
+        pivots = chol.diagonal(dim1=-2, dim2=-1).abs()
+        tiny = pivots.amin(-1) ** 2 <= c * torch.finfo(s.dtype).eps * pivots.amax(-1) ** 2
+        if bool((info > 0).any()) or bool(tiny.any()):
+            raise_not_positive_definite(axis, n, c)
         return torch.linalg.solve_triangular(chol, xc.mT, upper=False).mT
 
     return grouped_apply(

@@ -46,25 +46,37 @@ def spectrum(
     return evals.flip(-1).clamp_min(0)
 
 
+def _positive_or_one(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x > 0, x with non-positive entries replaced by 1)``: a denominator that is safe in
+    every dtype (``clamp_min(1e-300)`` underflows to 0 in float32) and in backward."""
+    positive = x > 0
+    return positive, torch.where(positive, x, torch.ones_like(x))
+
+
 def condition_indicator(evals: torch.Tensor) -> torch.Tensor:
     """``λ_min / λ_max`` of descending eigenvalues ``(..., k)``; 0 for an all-zero spectrum."""
-    lam_max = evals[..., 0]
-    return torch.where(lam_max > 0, evals[..., -1] / lam_max.clamp_min(1e-300), 0.0)
+    positive, lam_max = _positive_or_one(evals[..., 0])
+    return torch.where(positive, evals[..., -1] / lam_max, torch.zeros_like(lam_max))
 
 
 def stable_rank(evals: torch.Tensor, *, normalize_by: int | None = None) -> torch.Tensor:
     """``Σ λ_i / λ_max`` (divided by ``normalize_by`` if given); 0 for an all-zero spectrum."""
-    lam_max = evals[..., 0]
-    rank = torch.where(lam_max > 0, evals.sum(-1) / lam_max.clamp_min(1e-300), 0.0)
+    positive, lam_max = _positive_or_one(evals[..., 0])
+    rank = torch.where(positive, evals.sum(-1) / lam_max, torch.zeros_like(lam_max))
     return rank / normalize_by if normalize_by else rank
 
 
 def effective_rank(evals: torch.Tensor) -> torch.Tensor:
-    """``exp(-Σ p_i log p_i)`` with ``p = λ / Σλ`` (Roy & Vetterli); in ``[1, k]``."""
-    total = evals.sum(-1, keepdim=True)
-    p = evals / total.clamp_min(1e-300)
-    entropy = -(p * torch.log(p.clamp_min(1e-300))).sum(-1)
-    return torch.exp(entropy)
+    """``exp(-Σ p_i log p_i)`` with ``p = λ / Σλ`` (Roy & Vetterli); in ``[1, k]`` if ``Σλ > 0``.
+
+    Zero eigenvalues contribute ``0 log 0 = 0`` (finite value and gradient in every dtype); an
+    all-zero spectrum has effective rank 0.
+    """
+    positive, total = _positive_or_one(evals.sum(-1, keepdim=True))
+    p = evals / total
+    nonzero, safe_p = _positive_or_one(p)
+    entropy = -torch.where(nonzero, p * torch.log(safe_p), torch.zeros_like(p)).sum(-1)
+    return torch.where(positive[..., 0], torch.exp(entropy), torch.zeros_like(entropy))
 
 
 def spectral_summary(z: torch.Tensor, axis: Axis = "batch") -> dict[str, float]:
