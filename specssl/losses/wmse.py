@@ -77,7 +77,6 @@ class WMSELoss(nn.Module):
             method,
         )
 
-
     def whiten_sub_batches(self, x: torch.Tensor) -> torch.Tensor:
         return whiten(x, self.method, self.axis, eps=self.eps, check_finite=False)
 
