@@ -11,6 +11,7 @@ with random groups) one ``randperm(d)`` per view.
 from __future__ import annotations
 
 import math
+import warnings
 from itertools import combinations
 
 import pytest
@@ -650,3 +651,14 @@ def test_training_intl_keeps_spectrum_iternorm_collapses() -> None:
     assert intl > 0.5
     assert iternorm_only < 1e-3
     assert intl > 100 * iternorm_only
+
+
+def test_default_beta_of_zero_warns_that_intl_is_iternorm_only():
+    z1, z2 = torch.randn(16, 4), torch.randn(16, 4)
+    loss = INTLLoss(axis="batch")
+    with pytest.warns(UserWarning, match="IterNorm-only"):
+        loss(z1, z2)
+    assert loss.trace_weight(z1) == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        INTLLoss(axis="batch", beta=0.1)(z1, z2)  # explicit beta: no warning

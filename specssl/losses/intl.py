@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import nn
@@ -40,7 +41,8 @@ class INTLLoss(nn.Module):
     Args:
         T: IterNorm iterations (paper default 4).
         beta: trace-loss weight; ``None`` uses :func:`default_trace_weight` of the whitened
-            covariance size (batch size on the channel axis, ``d`` on the batch axis).
+            covariance size (batch size on the channel axis, ``d`` on the batch axis); that
+            rule gives 0 for sizes <= 8, which warns (INTL would be IterNorm-only).
         axis: ``"channel"`` (authors' code, default) or ``"batch"`` (paper's text).
         groups: channel groups whitened independently (default 1).
 
@@ -58,13 +60,24 @@ class INTLLoss(nn.Module):
             raise ValueError(f"trace-loss weight beta must be >= 0, got {beta}")
         self.T, self.beta, self.axis, self.groups = T, beta, axis, groups
         self.last_terms: dict[str, torch.Tensor] = {}
+        self._warned_zero_beta = False
 
     def trace_weight(self, z: torch.Tensor) -> float:
         """``β`` for embeddings ``z: (m, d)``."""
         if self.beta is not None:
             return self.beta
         m, d = z.shape
-        return default_trace_weight(m if self.axis == "channel" else d // self.groups)
+        n = m if self.axis == "channel" else d // self.groups
+        beta = default_trace_weight(n)
+        if beta == 0 and not self._warned_zero_beta:
+            self._warned_zero_beta = True
+            warnings.warn(
+                f"INTLLoss: the default trace-loss weight 0.01 (log2 n - 3) is 0 for n={n} "
+                f"<= 8 ({'batch size' if self.axis == 'channel' else 'dimension'} on the "
+                f"{self.axis} axis), so INTL reduces to IterNorm-only; pass beta explicitly",
+                stacklevel=3,
+            )
+        return beta
 
     def forward(self, *views: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
         zs = parse_views(views, type(self).__name__)
