@@ -60,6 +60,11 @@ class Method(nn.Module):
     def on_train_step_end(self, step: int, total_steps: int) -> None:
         """Hook after each optimiser step (momentum methods update their target here)."""
 
+    @property
+    def spectral_axis(self) -> str:
+        """The covariance axis of :meth:`spectral_transform` (``"batch"`` or ``"channel"``)."""
+        return getattr(getattr(self, "loss_fn", None), "axis", "batch")
+
     def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """The transformation the loss applies to an embedding batch ``(m, d)`` (for the
         spectrum monitor), or ``None`` when the method has none."""

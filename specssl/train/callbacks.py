@@ -158,9 +158,10 @@ class SpectrumMonitor(L.Callback):
     """The embedding spectrum during training: the INTL paper's Figure 3 (a)/(b), live.
 
     Every ``every`` epochs, embeds a fixed sample of ``samples`` un-augmented training images
-    (eval mode), computes the eigenvalues of the ``d x d`` covariance of the embedding ``Z`` and
-    of the method's transformed output ``Ẑ`` (the transformation applied per training-size
-    chunk, as in the loss), logs condition indicator λ_min/λ_max, normalized stable rank and
+    (eval mode), computes the eigenvalues of the ``d x d`` covariance of the embedding ``Z``
+    (all samples; use ``samples >= d`` for a full-rank estimate) and of the method's
+    transformed output ``Ẑ`` (the transformation applied per training-size chunk, as in the
+    loss, with the covariance on the method's axis, averaged over chunks), logs condition indicator λ_min/λ_max, normalized stable rank and
     effective rank of both, appends all eigenvalues to ``spectrum/eigenvalues.csv`` and saves
     ``spectrum/epoch_XXX.png`` (log-scale eigenvalues of every snapshot so far).
     """
@@ -173,32 +174,37 @@ class SpectrumMonitor(L.Callback):
     def snapshot(self, trainer, pl_module, epoch: int) -> dict[str, Any]:
         dm = trainer.datamodule
         images = dm.spectrum_images(self.samples).to(pl_module.device)
+        method = pl_module.method
         was_training = pl_module.training
         pl_module.eval()
         try:
             with torch.no_grad():
                 chunks = images.split(dm.batch_size)
-                z = torch.cat([pl_module.method.projector(pl_module.features(c)) for c in chunks])
-                transform = pl_module.method.spectral_transform()
-                zhat = None
+                z = torch.cat([method.projector(pl_module.features(c)) for c in chunks]).float()
+                transform = method.spectral_transform()
+                # Ẑ as the loss sees it: the transformation of each full training-size chunk,
+                # its spectrum on the method's own axis, averaged over chunks.
+                zhat_evals = None
                 if transform is not None:
+                    axis = method.spectral_axis
                     parts = [
-                        transform(part.float())
+                        spectrum(transform(part), axis, check_finite=False)
                         for part in z.split(dm.batch_size)
                         if part.shape[0] == dm.batch_size
                     ]
-                    zhat = torch.cat(parts) if parts else None
+                    zhat_evals = torch.stack(parts).mean(0).cpu() if parts else None
         finally:
             pl_module.train(was_training)
         snap: dict[str, Any] = {"epoch": epoch}
-        for name, tensor in (("z", z), ("zhat", zhat)):
-            if tensor is None or tensor.shape[0] < 2:
+        z_evals = spectrum(z, "batch", check_finite=False).cpu()
+        m, d = z.shape
+        caps = {"z": min(d, m - 1), "zhat": len(zhat_evals) if zhat_evals is not None else 1}
+        for name, evals in (("z", z_evals), ("zhat", zhat_evals)):
+            if evals is None:
                 continue
-            evals = spectrum(tensor.float(), "batch", check_finite=False).cpu()
-            rank_cap = min(tensor.shape[1], tensor.shape[0] - 1)
             snap[name] = evals
             snap[f"{name}/condition_indicator"] = float(condition_indicator(evals))
-            snap[f"{name}/stable_rank"] = float(stable_rank(evals, normalize_by=rank_cap))
+            snap[f"{name}/stable_rank"] = float(stable_rank(evals, normalize_by=caps[name]))
             snap[f"{name}/effective_rank"] = float(effective_rank(evals))
         return snap
 
