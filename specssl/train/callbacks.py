@@ -161,8 +161,8 @@ class SpectrumMonitor(L.Callback):
     (eval mode), computes the eigenvalues of the ``d x d`` covariance of the embedding ``Z``
     (all samples; use ``samples >= d`` for a full-rank estimate) and of the method's
     transformed output ``Ẑ`` (the transformation applied per training-size chunk, as in the
-    loss, with the covariance on the method's axis, averaged over chunks), logs condition indicator λ_min/λ_max, normalized stable rank and
-    effective rank of both, appends all eigenvalues to ``spectrum/eigenvalues.csv`` and saves
+    loss, with the covariance on the method's axis, averaged over chunks), logs condition
+    indicator λ_min/λ_max, normalized stable rank and effective rank of both, appends all eigenvalues to ``spectrum/eigenvalues.csv`` and saves
     ``spectrum/epoch_XXX.png`` (log-scale eigenvalues of every snapshot so far).
     """
 
