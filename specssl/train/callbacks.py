@@ -162,8 +162,9 @@ class SpectrumMonitor(L.Callback):
     (all samples; use ``samples >= d`` for a full-rank estimate) and of the method's
     transformed output ``Ẑ`` (the transformation applied per training-size chunk, as in the
     loss, with the covariance on the method's axis, averaged over chunks), logs condition
-    indicator λ_min/λ_max, normalized stable rank and effective rank of both, appends all eigenvalues to ``spectrum/eigenvalues.csv`` and saves
-    ``spectrum/epoch_XXX.png`` (log-scale eigenvalues of every snapshot so far).
+    indicator λ_min/λ_max, normalized stable rank and effective rank of both, appends all
+    eigenvalues to ``spectrum/eigenvalues.csv`` and saves ``spectrum/epoch_XXX.png``
+    (log-scale eigenvalues of every snapshot so far).
     """
 
     def __init__(self, every: int, samples: int, out_dir: str | Path, plots: bool = True) -> None:
