@@ -140,8 +140,9 @@ class KNNMonitor(L.Callback):
     def on_fit_start(self, trainer, pl_module) -> None:
         if self.on_init and self.initial is None and trainer.current_epoch == 0:
             self.initial = self.evaluate(trainer, pl_module)
-            for key, value in self.initial.items():
-                pl_module.print(f"kNN at random init: {key} = {value:.2f}%")
+            if trainer.is_global_zero:
+                text = ", ".join(f"{k} = {v:.2f}%" for k, v in self.initial.items())
+                print(f"kNN at random init: {text}", flush=True)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         epoch = trainer.current_epoch + 1
