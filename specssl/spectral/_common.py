@@ -99,10 +99,32 @@ def center(x: torch.Tensor) -> torch.Tensor:
     return x - x.mean(dim=-2, keepdim=True)
 
 
+class _SelfProduct(torch.autograd.Function):
+    """``xc^T xc / (n - 1)`` (or ``xc xc^T / (n - 1)``) with a one-product backward.
+
+    Autograd would treat the two factors as different tensors and spend two products on the
+    backward; for ``S = xc^T xc / (n - 1)`` the gradient is ``xc (G + G^T) / (n - 1)``, one
+    product (``(G + G^T) xc / (n - 1)`` for the Gram). The backward is written in differentiable
+    ops, so double backward still works.
+    """
+
+    @staticmethod
+    def forward(ctx, xc: torch.Tensor, gram: bool) -> torch.Tensor:  # type: ignore[override]
+        ctx.gram = gram
+        ctx.save_for_backward(xc)
+        n = xc.shape[-2]
+        return (xc @ xc.mT if gram else xc.mT @ xc) / (n - 1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (xc,) = ctx.saved_tensors
+        sym = (grad + grad.mT) / (xc.shape[-2] - 1)
+        return (sym @ xc if ctx.gram else xc @ sym), None
+
+
 def covariance(xc: torch.Tensor) -> torch.Tensor:
     """``xc: (..., n, c)`` centred -> ``(..., c, c)`` covariance ``xc^T xc / (n - 1)``."""
-    n = xc.shape[-2]
-    return xc.mT @ xc / (n - 1)
+    return _SelfProduct.apply(xc, False)
 
 
 def gram(xc: torch.Tensor) -> torch.Tensor:
@@ -110,8 +132,7 @@ def gram(xc: torch.Tensor) -> torch.Tensor:
 
     Same non-zero eigenvalues as :func:`covariance` (push-through identity); cheaper when c > n.
     """
-    n = xc.shape[-2]
-    return xc @ xc.mT / (n - 1)
+    return _SelfProduct.apply(xc, True)
 
 
 def zero_variance_mask(x: torch.Tensor, xc: torch.Tensor, trace: torch.Tensor) -> torch.Tensor:
@@ -124,8 +145,9 @@ def zero_variance_mask(x: torch.Tensor, xc: torch.Tensor, trace: torch.Tensor) -
     """
     c = xc.shape[-1]
     eps = torch.finfo(xc.dtype).eps
-    scale = x.pow(2).mean(dim=(-2, -1))
-    return (trace / c <= (16 * eps) ** 2 * scale)[..., None, None]
+    with torch.no_grad():  # a boolean mask: keep it out of the autograd graph
+        scale = x.pow(2).mean(dim=(-2, -1))
+        return (trace / c <= (16 * eps) ** 2 * scale)[..., None, None]
 
 
 def batched_trace(a: torch.Tensor) -> torch.Tensor:
