@@ -167,3 +167,27 @@ def test_bf16_mixed_precision_trains_with_float32_spectral_math(tmp_path):
     )
     result = pretrain(cfg, logger=False)
     assert result.steps == 256 // 64
+
+
+def test_cli_pretrain_prints_resolved_config_and_rejects_bad_keys(capsys):
+    from specssl.cli import main
+
+    assert main(["pretrain", "--print-config", "method.loss={T: 6}", "data.batch_size=32"]) == 0
+    out = capsys.readouterr().out
+    assert "T: 6" in out and "batch_size: 32" in out and "name: digits" in out
+    assert main(["pretrain", "data.bs=3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "data.bs" in err and "\n" not in err
+    assert main(["pretrain", "--config", "missing.yaml"]) == 2
+    assert "missing.yaml" in capsys.readouterr().err
+
+
+def test_cli_pretrain_runs_the_default_recipe_end_to_end(tmp_path, capsys):
+    from specssl.cli import main
+
+    overrides = [o for o in TINY if not o.startswith("trainer.max_epochs")]
+    code = main(["pretrain", *overrides, "trainer.max_epochs=1", f"output_dir={tmp_path}"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "kNN top1_k20" in out and "random init" in out
+    assert (tmp_path / "digits-intl" / "checkpoints" / "last.ckpt").exists()
