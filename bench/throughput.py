@@ -100,8 +100,10 @@ def main() -> None:
     by = {r["stage"]: r for r in rows}
     ratio = by["step"]["images_per_s"] / by["backbone fwd+bwd"]["images_per_s"]
 
-    print(f"recipe {args.config}: batch {bs}, {cfg.data.num_views} views, "
-          f"{cfg.backbone.name} width {cfg.backbone.width}, {torch.get_num_threads()} threads")
+    print(
+        f"recipe {args.config}: batch {bs}, {cfg.data.num_views} views, "
+        f"{cfg.backbone.name} width {cfg.backbone.width}, {torch.get_num_threads()} threads"
+    )
     print("| stage | ms / batch | images/s |\n|---|---|---|")
     for r in rows:
         print(f"| {r['stage']} | {r['ms_per_batch']:.1f} | {r['images_per_s']:.1f} |")
@@ -113,8 +115,12 @@ def main() -> None:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    meta = {"config": args.config, "batch_size": bs, "threads": torch.get_num_threads(),
-            "step_over_backbone": ratio}
+    meta = {
+        "config": args.config,
+        "batch_size": bs,
+        "threads": torch.get_num_threads(),
+        "step_over_backbone": ratio,
+    }
     (out / "throughput.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
 
 
