@@ -57,5 +57,6 @@ def run(args: argparse.Namespace) -> int:
     except TrainingDivergedError as err:
         print(f"specssl pretrain: {err}", file=sys.stderr)
         return 1
-    print(format_summary(result))
+    if result.extra.get("global_rank", 0) == 0:  # under DDP every rank returns here
+        print(format_summary(result))
     return 0

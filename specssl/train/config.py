@@ -32,7 +32,9 @@ class DataConfig:
     batch_size: int = 256  # per device
     num_workers: int = 0
     views: str = "auto"  # augmentation preset: auto | cifar | imagenet | digits
-    num_views: int = 2
+    num_views: int = 2  # large views
+    num_small_crops: int = 0  # multi-crop: extra small views (SwAV/DINO style)
+    small_crop_size: int | None = None  # default 3/7 of the large crop (96 for 224)
     augment_on_device: bool = True  # batched tensor augmentation on the training device
     solarize_p: list[float] = field(default_factory=lambda: [0.0, 0.2])  # per view
 

@@ -15,6 +15,7 @@ from specssl.data.augment import (
     cifar_views,
     digits_views,
     imagenet_views,
+    multicrop_views,
 )
 from specssl.data.datasets import TensorImageDataset, build_dataset, dataset_stats
 from specssl.train.config import Config, ConfigError
@@ -86,6 +87,14 @@ class SSLDataModule(L.LightningDataModule):
         return self.data.batch_size
 
     def _views(self):
+        views = self._large_views()
+        if self.data.num_small_crops > 0:
+            views = multicrop_views(
+                views, self.data.num_small_crops, small_size=self.data.small_crop_size
+            )
+        return views
+
+    def _large_views(self):
         d = self.data
         preset = d.views
         if preset == "auto":

@@ -64,6 +64,13 @@ def resolve_resume(cfg: Config, resume: str | None) -> str | None:
     return resume
 
 
+def _on_gpu(accelerator: str) -> bool:
+    """SyncBatchNorm needs CUDA modules; on CPU (gloo) DDP keeps per-process BatchNorm."""
+    import torch
+
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
 def _devices(value: str) -> int | str:
     return int(value) if value.isdigit() else value
 
@@ -92,7 +99,7 @@ def build_trainer(cfg: Config, run_dir: Path, callbacks: list[L.Callback], logge
         num_nodes=tcfg.num_nodes,
         strategy=strategy,
         precision=tcfg.precision,
-        sync_batchnorm=tcfg.sync_batchnorm and strategy != "auto",
+        sync_batchnorm=tcfg.sync_batchnorm and strategy != "auto" and _on_gpu(tcfg.accelerator),
         log_every_n_steps=tcfg.log_every_n_steps,
         gradient_clip_val=tcfg.gradient_clip_val,
         limit_train_batches=tcfg.limit_train_batches,
@@ -123,6 +130,7 @@ def pretrain(
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    warnings.filterwarnings("ignore", ".*sync_dist=True.*")  # monitors log from rank 0 only
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = run_dir_of(cfg)
     ckpt_path = resolve_resume(cfg, resume)
@@ -171,7 +179,10 @@ def pretrain(
         spectrum=final_spectrum,
         wall_time_s=wall,
         steps=int(trainer.global_step),
-        extra={"images_per_s": _throughput(trainer, cfg, wall)},
+        extra={
+            "images_per_s": _throughput(trainer, cfg, wall),
+            "global_rank": int(trainer.global_rank),
+        },
     )
     if trainer.is_global_zero:
         (run_dir / "results.json").write_text(json.dumps(result.to_json(), indent=2))
