@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from itertools import permutations
 
 import torch
@@ -11,8 +10,8 @@ from torch import nn
 
 from specssl.losses import INTLLoss
 from specssl.methods.base import Method, MethodOutput, build_loss
+from specssl.methods.whitening import iternorm_of
 from specssl.models import cosine_momentum, ema_update_, make_target
-from specssl.spectral import iternorm
 from specssl.train.config import MethodConfig
 from specssl.train.distributed import gather_with_grad
 
@@ -55,5 +54,4 @@ class INTLM(Method):
         self.tau = cosine_momentum(step, total_steps, self.cfg.base_tau, self.cfg.final_tau)
 
     def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        loss = self.loss_fn
-        return partial(iternorm, T=loss.T, axis=loss.axis, groups=loss.groups)
+        return iternorm_of(self.loss_fn)

@@ -19,8 +19,12 @@ class INTL(SymmetricLossMethod):
     loss_cls = INTLLoss
 
     def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        loss = self.loss_fn
-        return partial(iternorm, T=loss.T, axis=loss.axis, groups=loss.groups)
+        return iternorm_of(self.loss_fn)
+
+
+def iternorm_of(loss: INTLLoss) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The IterNorm transformation an :class:`INTLLoss` applies to each view."""
+    return partial(iternorm, T=loss.T, axis=loss.axis, groups=loss.groups)
 
 
 class IterNormOnly(INTL):

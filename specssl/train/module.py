@@ -88,7 +88,6 @@ class SSLModule(L.LightningModule):
             self.log(f"train/{name}", value.float(), batch_size=bs)
         self.log("train/probe_loss", probe_loss, batch_size=bs)
         self.log("train/probe_acc", acc * 100, prog_bar=True, batch_size=bs)
-        self._last_embedding = out.embeddings[0].detach()
         return out.loss + probe_loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
