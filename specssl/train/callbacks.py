@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -76,27 +78,33 @@ class RNGStateCallback(L.Callback):
             torch.cuda.set_rng_state_all(states["cuda"])
 
 
-@torch.no_grad()
-def extract_features(
-    pl_module, loader, *, projector: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features ``(N, f)`` and labels ``(N,)`` of a loader of un-augmented ``(images, labels)``.
-
-    Backbone in eval mode (restored afterwards); ``projector=True`` returns embeddings instead.
-    """
-    was_training = pl_module.training
-    pl_module.eval()
-    feats, labels = [], []
+@contextmanager
+def eval_mode(module: torch.nn.Module) -> Iterator[None]:
+    """Put ``module`` in eval mode for the block, then restore its previous mode."""
+    was_training = module.training
+    module.eval()
     try:
+        yield
+    finally:
+        module.train(was_training)
+
+
+def due_this_epoch(trainer, every: int) -> bool:
+    """True at the end of every ``every``-th epoch and of the last epoch (never if 0)."""
+    epoch = trainer.current_epoch + 1
+    return bool(every) and (epoch % every == 0 or epoch >= (trainer.max_epochs or 0))
+
+
+@torch.no_grad()
+def extract_features(pl_module, loader) -> tuple[torch.Tensor, torch.Tensor]:
+    """Backbone features ``(N, f)`` and labels ``(N,)`` of a loader of un-augmented
+    ``(images, labels)``, in eval mode (the module's mode is restored afterwards)."""
+    feats, labels = [], []
+    with eval_mode(pl_module):
         for images, target in loader:
             images = images.to(pl_module.device, non_blocking=True)
-            f = pl_module.features(images)
-            if projector:
-                f = pl_module.method.projector(f)
-            feats.append(f.float())
+            feats.append(pl_module.features(images).float())
             labels.append(target.to(pl_module.device))
-    finally:
-        pl_module.train(was_training)
     return torch.cat(feats), torch.cat(labels)
 
 
@@ -145,10 +153,9 @@ class KNNMonitor(L.Callback):
                 print(f"kNN at random init: {text}", flush=True)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        epoch = trainer.current_epoch + 1
-        last = epoch >= (trainer.max_epochs or 0)
-        if not self.every or (epoch % self.every and not last):
+        if not due_this_epoch(trainer, self.every):
             return
+        epoch = trainer.current_epoch + 1
         metrics = self.evaluate(trainer, pl_module)
         self.history.append({"epoch": epoch, **metrics})
         for key, value in metrics.items():
@@ -177,26 +184,21 @@ class SpectrumMonitor(L.Callback):
         dm = trainer.datamodule
         images = dm.spectrum_images(self.samples).to(pl_module.device)
         method = pl_module.method
-        was_training = pl_module.training
-        pl_module.eval()
-        try:
-            with torch.no_grad():
-                chunks = images.split(dm.batch_size)
-                z = torch.cat([method.projector(pl_module.features(c)) for c in chunks]).float()
-                transform = method.spectral_transform()
-                # Ẑ as the loss sees it: the transformation of each full training-size chunk,
-                # its spectrum on the method's own axis, averaged over chunks.
-                zhat_evals = None
-                if transform is not None:
-                    axis = method.spectral_axis
-                    parts = [
-                        spectrum(transform(part), axis, check_finite=False)
-                        for part in z.split(dm.batch_size)
-                        if part.shape[0] == dm.batch_size
-                    ]
-                    zhat_evals = torch.stack(parts).mean(0).cpu() if parts else None
-        finally:
-            pl_module.train(was_training)
+        with eval_mode(pl_module), torch.no_grad():
+            chunks = images.split(dm.batch_size)
+            z = torch.cat([method.projector(pl_module.features(c)) for c in chunks]).float()
+            transform = method.spectral_transform()
+            # Ẑ as the loss sees it: the transformation of each full training-size chunk,
+            # its spectrum on the method's own axis, averaged over chunks.
+            zhat_evals = None
+            if transform is not None:
+                axis = method.spectral_axis
+                parts = [
+                    spectrum(transform(part), axis, check_finite=False)
+                    for part in z.split(dm.batch_size)
+                    if part.shape[0] == dm.batch_size
+                ]
+                zhat_evals = torch.stack(parts).mean(0).cpu() if parts else None
         snap: dict[str, Any] = {"epoch": epoch}
         z_evals = spectrum(z, "batch", check_finite=False).cpu()
         m, d = z.shape
@@ -215,11 +217,8 @@ class SpectrumMonitor(L.Callback):
             self.record(trainer, pl_module, 0)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        epoch = trainer.current_epoch + 1
-        last = epoch >= (trainer.max_epochs or 0)
-        if not self.every or (epoch % self.every and not last) or not trainer.is_global_zero:
-            return
-        self.record(trainer, pl_module, epoch)
+        if due_this_epoch(trainer, self.every) and trainer.is_global_zero:
+            self.record(trainer, pl_module, trainer.current_epoch + 1)
 
     def record(self, trainer, pl_module, epoch: int) -> None:
         snap = self.snapshot(trainer, pl_module, epoch)
