@@ -51,6 +51,39 @@ def timed(fn, steps: int, warmup: int) -> float:
     return statistics.median(times)
 
 
+class StepBench:
+    """One whole training step of a recipe on a fixed synthetic uint8 batch: batched
+    augmentation, method forward (backbone, heads, loss), online-probe loss, backward,
+    SGD step and the method's after-step hook (EMA targets, queues)."""
+
+    def __init__(self, cfg, seed: int = 0) -> None:
+        torch.manual_seed(seed)
+        self.batch_size = bs = cfg.data.batch_size
+        self.images = torch.randint(0, 256, (bs, 3, 32, 32), dtype=torch.uint8)
+        self.labels = torch.randint(0, 10, (bs,))
+        self.augment = BatchedMultiView(cifar_views(num_views=cfg.data.num_views))
+        backbone = build_backbone(
+            cfg.backbone.name, cifar_stem=cfg.backbone.cifar_stem, width=cfg.backbone.width
+        )
+        self.method = build_method(backbone, cfg.method).train()
+        self.probe = torch.nn.Linear(backbone.out_dim, 10)
+        params = [p for p in self.method.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(
+            params + list(self.probe.parameters()), lr=0.01, momentum=0.9
+        )
+        self.steps = 0
+
+    def step(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        out = self.method(self.augment(self.images))
+        probe_loss = F.cross_entropy(self.probe(out.features[0].detach()), self.labels)
+        (out.loss + probe_loss).backward()
+        self.method.on_before_optimizer_step(0, self.steps)
+        self.optimizer.step()
+        self.steps += 1
+        self.method.on_train_step_end(self.steps, 1000)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(REPO / "configs/cifar10/intl_cpu.yaml"))
@@ -60,19 +93,10 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = load_config(args.config)
-    torch.manual_seed(0)
-    bs, size = cfg.data.batch_size, 32
-    images = torch.randint(0, 256, (bs, 3, size, size), dtype=torch.uint8)
-    labels = torch.randint(0, 10, (bs,))
-    augment = BatchedMultiView(cifar_views(num_views=cfg.data.num_views))
-    backbone = build_backbone(
-        cfg.backbone.name, cifar_stem=cfg.backbone.cifar_stem, width=cfg.backbone.width
-    )
-    method = build_method(backbone, cfg.method)
-    probe = torch.nn.Linear(backbone.out_dim, 10)
-    params = [p for p in method.parameters() if p.requires_grad] + list(probe.parameters())
-    optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9)
-    views = augment(images)
+    bench = StepBench(cfg)
+    bs = bench.batch_size
+    views = bench.augment(bench.images)
+    method = bench.method
     embeddings = [torch.randn(bs, cfg.method.proj_output_dim, requires_grad=True) for _ in views]
 
     def backbone_only() -> None:
@@ -81,19 +105,12 @@ def main() -> None:
     def loss_only() -> None:
         method.loss_fn(embeddings).backward()
 
-    def full_step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        out = method(augment(images))
-        probe_loss = F.cross_entropy(probe(out.features[0].detach()), labels)
-        (out.loss + probe_loss).backward()
-        optimizer.step()
-
     rows = []
     for name, fn in [
-        ("augment", lambda: augment(images)),
+        ("augment", lambda: bench.augment(bench.images)),
         ("backbone fwd+bwd", backbone_only),
         ("loss fwd+bwd", loss_only),
-        ("step", full_step),
+        ("step", bench.step),
     ]:
         seconds = timed(fn, args.steps, args.warmup)
         rows.append({"stage": name, "ms_per_batch": 1e3 * seconds, "images_per_s": bs / seconds})

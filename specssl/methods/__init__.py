@@ -5,12 +5,42 @@ from __future__ import annotations
 from torch import nn
 
 from specssl.methods.base import Method, MethodOutput
-from specssl.methods.momentum import INTLM
-from specssl.methods.whitening import CWRGP, INTL, WMSE, IterNormOnly, STPower
+from specssl.methods.contrastive import MoCoV2, SimCLR
+from specssl.methods.momentum import DINO, INTLM
+from specssl.methods.redundancy import BarlowTwins, VICReg
+from specssl.methods.siamese import BYOL, SimSiam
+from specssl.methods.swav import SwAV
+from specssl.methods.whitening import (
+    CWRGP,
+    INTL,
+    WMSE,
+    IterNormOnly,
+    ShuffledDBN,
+    STPower,
+    ZeroCL,
+)
 from specssl.train.config import ConfigError, MethodConfig
 
 METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (INTL, INTLM, IterNormOnly, STPower, WMSE, CWRGP)
+    cls.name: cls
+    for cls in (
+        INTL,
+        INTLM,
+        IterNormOnly,
+        STPower,
+        WMSE,
+        CWRGP,
+        ShuffledDBN,
+        ZeroCL,
+        SimCLR,
+        MoCoV2,
+        BarlowTwins,
+        VICReg,
+        SwAV,
+        BYOL,
+        SimSiam,
+        DINO,
+    )
 }
 
 
@@ -25,14 +55,24 @@ def build_method(backbone: nn.Module, cfg: MethodConfig) -> Method:
 
 
 __all__ = [
+    "BYOL",
     "CWRGP",
+    "DINO",
     "INTL",
     "INTLM",
     "METHODS",
     "WMSE",
+    "BarlowTwins",
     "IterNormOnly",
     "Method",
     "MethodOutput",
+    "MoCoV2",
     "STPower",
+    "ShuffledDBN",
+    "SimCLR",
+    "SimSiam",
+    "SwAV",
+    "VICReg",
+    "ZeroCL",
     "build_method",
 ]

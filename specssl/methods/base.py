@@ -60,6 +60,10 @@ class Method(nn.Module):
     def on_train_step_end(self, step: int, total_steps: int) -> None:
         """Hook after each optimiser step (momentum methods update their target here)."""
 
+    def on_before_optimizer_step(self, epoch: int, step: int) -> None:
+        """Hook between backward and the optimiser step: gradients exist and may be edited
+        (SwAV/DINO freeze their prototypes / last layer during the first epoch here)."""
+
     @property
     def spectral_axis(self) -> str:
         """The covariance axis of :meth:`spectral_transform` (``"batch"`` or ``"channel"``)."""

@@ -1,27 +1,94 @@
-"""INTL-M: INTL with a momentum (EMA) target encoder, as in the INTL authors' ImageNet code."""
+"""Methods with a momentum (EMA) target network: the shared base, INTL-M and DINO.
+
+BYOL (also a momentum method) lives in :mod:`specssl.methods.siamese` next to SimSiam.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from itertools import permutations
+from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from specssl.losses import INTLLoss
+from specssl.losses import DINOLoss, INTLLoss
 from specssl.methods.base import Method, MethodOutput, build_loss
 from specssl.methods.whitening import iternorm_of
 from specssl.models import cosine_momentum, ema_update_, make_target
-from specssl.train.config import MethodConfig
+from specssl.train.config import ConfigError, MethodConfig
 from specssl.train.distributed import gather_with_grad
 
 
-class INTLM(Method):
+def method_options(cfg: MethodConfig, defaults: Mapping[str, Any], method: str) -> dict[str, Any]:
+    """``defaults`` updated by ``cfg.options``; an unknown key is a one-line ConfigError."""
+    for key in cfg.options:
+        if key not in defaults:
+            raise ConfigError(
+                f"config key 'method.options.{key}': unknown option for method {method!r} "
+                f"(accepted: {sorted(defaults)})"
+            )
+    return {**defaults, **cfg.options}
+
+
+def encode(backbone: nn.Module, head: nn.Module, views: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``head(backbone(v))`` for every view ``v: (B_v, 3, H, W)``, batched when the views share
+    one shape (as :meth:`Method.embed`); returns per-view ``(B_v, d)``."""
+    sizes = [v.shape[0] for v in views]
+    if all(v.shape[1:] == views[0].shape[1:] for v in views):
+        feats = backbone(torch.cat(views))
+    else:  # multi-crop: views of different resolutions
+        feats = torch.cat([backbone(v) for v in views])
+    return list(head(feats).split(sizes))
+
+
+class MomentumMethod(Method):
+    """A method whose target is an EMA copy of some online modules.
+
+    The modules named in ``momentum_modules`` (default backbone and projector) are copied into
+    frozen ``target_<name>`` modules after :meth:`build_heads`. After every optimiser step the
+    targets follow ``θ' <- τ θ' + (1 - τ) θ`` (:func:`specssl.models.ema_update_`) and then
+    ``τ`` moves on BYOL's cosine schedule from ``method.base_tau`` (step 0) to
+    ``method.final_tau`` (last step) (Grill et al. 2020, Section 3.2). Target outputs carry no
+    gradient.
+    """
+
+    momentum_modules: ClassVar[tuple[str, ...]] = ("backbone", "projector")
+
+    def __init__(self, backbone: nn.Module, cfg: MethodConfig) -> None:
+        super().__init__(backbone, cfg)
+        self.build_heads()
+        for name in self.momentum_modules:
+            setattr(self, f"target_{name}", make_target(getattr(self, name)))
+        self.tau = cfg.base_tau
+
+    def build_heads(self) -> None:
+        """Replace or add online heads before the targets are copied (default: none)."""
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """``(target, online)`` module pairs updated by EMA."""
+        return [(getattr(self, f"target_{n}"), getattr(self, n)) for n in self.momentum_modules]
+
+    @torch.no_grad()
+    def target_embed(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Target projector embeddings ``(B_v, d)`` of every view (no gradient)."""
+        return encode(self.target_backbone, self.target_projector, views)
+
+    @torch.no_grad()
+    def on_train_step_end(self, step: int, total_steps: int) -> None:
+        for target, online in self.momentum_pairs():
+            ema_update_(target, online, self.tau)
+        self.tau = cosine_momentum(step, total_steps, self.cfg.base_tau, self.cfg.final_tau)
+
+
+class INTLM(MomentumMethod):
     """Online network vs EMA target: ``L = mean_{i != j} INTL(z_online_i, z_target_j)``.
 
-    The target (backbone + projector) follows ``θ' <- τ θ' + (1 - τ) θ`` after every optimiser
-    step with ``τ`` on the BYOL cosine schedule from ``method.base_tau`` to ``method.final_tau``.
-    Target embeddings carry no gradient.
+    INTL with a momentum target encoder, as in the INTL authors' ImageNet code. The target
+    (backbone + projector) follows the :class:`MomentumMethod` EMA; target embeddings carry no
+    gradient.
     """
 
     name = "intl_m"
@@ -30,15 +97,10 @@ class INTLM(Method):
     def __init__(self, backbone: nn.Module, cfg: MethodConfig) -> None:
         super().__init__(backbone, cfg)
         self.loss_fn = build_loss(INTLLoss, dict(cfg.loss), self.name)
-        self.target_backbone = make_target(self.backbone)
-        self.target_projector = make_target(self.projector)
-        self.tau = cfg.base_tau
 
     def forward(self, views: list[torch.Tensor]) -> MethodOutput:
         feats, z = self.embed(views)
-        with torch.no_grad():
-            sizes = [v.shape[0] for v in views]
-            target = self.target_projector(self.target_backbone(torch.cat(views))).split(sizes)
+        target = self.target_embed(views)
         online = [gather_with_grad(v) for v in z]
         target = [gather_with_grad(t) for t in target]
         pairs = list(permutations(range(len(views)), 2))
@@ -47,11 +109,137 @@ class INTLM(Method):
         terms["tau"] = torch.tensor(self.tau)
         return MethodOutput(loss=loss, embeddings=z, features=feats, terms=terms)
 
-    @torch.no_grad()
-    def on_train_step_end(self, step: int, total_steps: int) -> None:
-        ema_update_(self.target_backbone, self.backbone, self.tau)
-        ema_update_(self.target_projector, self.projector, self.tau)
-        self.tau = cosine_momentum(step, total_steps, self.cfg.base_tau, self.cfg.final_tau)
-
     def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
         return iternorm_of(self.loss_fn)
+
+
+# ------------------------------------------------------------------------------------- DINO
+
+
+def dino_mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int, use_bn: bool):
+    """DINO's projection MLP: ``(Linear [-BN] - GELU) × (num_layers - 1)`` then ``Linear`` to
+    the bottleneck; Linear weights truncated-normal (std 0.02), biases 0 (Caron et al. 2021,
+    Section 3.1 / Appendix). ``x: (B, in_dim) -> (B, out_dim)``."""
+    if num_layers < 1:
+        raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+    layers: list[nn.Module] = []
+    dim = in_dim
+    for _ in range(num_layers - 1):
+        layers.append(nn.Linear(dim, hidden_dim))
+        if use_bn:
+            layers.append(nn.BatchNorm1d(hidden_dim))
+        layers.append(nn.GELU())
+        dim = hidden_dim
+    layers.append(nn.Linear(dim, out_dim))
+    mlp = nn.Sequential(*layers)
+    for layer in mlp:
+        if isinstance(layer, nn.Linear):
+            nn.init.trunc_normal_(layer.weight, std=0.02)
+            nn.init.zeros_(layer.bias)
+    return mlp
+
+
+class PrototypeLayer(nn.Module):
+    """DINO's weight-normalised last layer: ``x (g ⊙ V / ‖V‖_row)ᵀ`` without bias.
+
+    Weight normalisation (Salimans & Kingma 2016) with the row norms ``g`` initialised to 1;
+    ``norm_last_layer=True`` (DINO's default) keeps ``g = 1`` fixed, so the prototypes are the
+    unit rows ``v_k / ‖v_k‖`` and only ``V: (K, d)`` is learned. ``x: (B, d) -> (B, K)``.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, norm_last_layer: bool = True) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_dim, in_dim))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Linear's initialisation
+        self.scale = None if norm_last_layer else nn.Parameter(torch.ones(out_dim, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = F.normalize(self.weight, dim=1)
+        if self.scale is not None:
+            w = self.scale * w
+        return x @ w.t()
+
+
+class DINO(MomentumMethod):
+    """DINO: self-distillation with no labels (Caron et al. 2021, Algorithm 1).
+
+    Student = backbone + projection MLP to a ``proj_output_dim`` bottleneck + L2 normalisation
+    + :class:`PrototypeLayer` with ``out_dim`` prototypes; the teacher is the EMA of all three
+    (:class:`MomentumMethod`, τ from ``base_tau`` to ``final_tau``). The teacher sees the global
+    views (the leading views with the shape of view 0), the student every view; the loss is
+    :class:`specssl.losses.DINOLoss` (``method.loss``: teacher_temp, student_temp,
+    center_momentum, warmup_teacher_temp, warmup_teacher_temp_epochs).
+
+    ``method.options``: ``out_dim`` (prototypes, 4096), ``use_bn`` (BN in the MLP, False),
+    ``norm_last_layer`` (True), ``freeze_last_layer_epochs`` (1: the prototypes' gradients are
+    dropped during the first epoch(s), in :meth:`on_before_optimizer_step`, as DINO does).
+    The bottleneck width is ``method.proj_output_dim`` (DINO: 256), its hidden width
+    ``proj_hidden_dim`` and its depth ``proj_layers``.
+
+    ``MethodOutput.embeddings`` are the student's bottleneck embeddings before normalisation and
+    prototypes (``(m, proj_output_dim)``, what :attr:`projector` computes, so the spectrum
+    monitor sees the same space): the prototype scores are a softmax-classifier output over
+    ``out_dim`` clusters, not a representation.
+
+    The teacher-temperature warm-up reads the epoch last passed to
+    :meth:`on_before_optimizer_step`, so the first step of each epoch still uses the previous
+    epoch's temperature (the trainer calls no hook before the forward).
+    """
+
+    name = "dino"
+    momentum_modules = ("backbone", "projector", "prototypes")
+    OPTIONS: ClassVar[dict[str, Any]] = {
+        "out_dim": 4096,
+        "use_bn": False,
+        "norm_last_layer": True,
+        "freeze_last_layer_epochs": 1,
+    }
+
+    def build_heads(self) -> None:
+        cfg = self.cfg
+        opts = method_options(cfg, self.OPTIONS, self.name)
+        self.freeze_last_layer_epochs = int(opts["freeze_last_layer_epochs"])
+        self.projector = dino_mlp(
+            self.backbone.out_dim,
+            cfg.proj_hidden_dim,
+            cfg.proj_output_dim,
+            cfg.proj_layers,
+            bool(opts["use_bn"]),
+        )
+        self.prototypes = PrototypeLayer(
+            cfg.proj_output_dim, int(opts["out_dim"]), bool(opts["norm_last_layer"])
+        )
+        if "out_dim" in cfg.loss:
+            raise ConfigError(
+                "config key 'method.loss.out_dim': set the number of prototypes with "
+                "method.options.out_dim"
+            )
+        loss_kwargs = {"out_dim": int(opts["out_dim"]), **cfg.loss}
+        self.loss_fn = build_loss(DINOLoss, loss_kwargs, self.name)
+        self.epoch = 0
+
+    def forward(self, views: list[torch.Tensor]) -> MethodOutput:
+        feats, z = self.embed(views)
+        sizes = [v.shape[0] for v in views]
+        student = list(self.prototypes(F.normalize(torch.cat(z), dim=-1)).split(sizes))
+        n_global = 1
+        while n_global < len(views) and views[n_global].shape == views[0].shape:
+            n_global += 1
+        with torch.no_grad():
+            t_z = self.target_embed(views[:n_global])
+            teacher = list(
+                self.target_prototypes(F.normalize(torch.cat(t_z), dim=-1)).split(sizes[:n_global])
+            )
+        loss = self.loss_fn(teacher, student, epoch=self.epoch)
+        terms = dict(self.loss_fn.last_terms)
+        terms["tau"] = torch.tensor(self.tau)
+        return MethodOutput(loss=loss, embeddings=z, features=feats, terms=terms)
+
+    def on_before_optimizer_step(self, epoch: int, step: int) -> None:
+        """Record the epoch (teacher-temperature warm-up) and, during the first
+        ``freeze_last_layer_epochs`` epochs, drop the prototypes' gradients (DINO's
+        ``cancel_gradients_last_layer``: no update, no weight decay, no momentum)."""
+        self.epoch = epoch
+        if epoch < self.freeze_last_layer_epochs:
+            for p in self.prototypes.parameters():
+                p.grad = None

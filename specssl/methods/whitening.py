@@ -1,4 +1,5 @@
-"""Whitening / spectral-transformation methods: INTL, IterNorm-only, ST-power, W-MSE, CW-RGP."""
+"""Whitening / spectral-transformation methods: INTL, IterNorm-only, ST-power, W-MSE, CW-RGP,
+Shuffled-DBN and Zero-CL."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ from functools import partial
 
 import torch
 
-from specssl.losses import CWRGPLoss, INTLLoss, IterNormLoss, STPowerLoss, WMSELoss
+from specssl.losses import (
+    CWRGPLoss,
+    INTLLoss,
+    IterNormLoss,
+    ShuffledDBNLoss,
+    STPowerLoss,
+    WMSELoss,
+    ZeroCLLoss,
+)
 from specssl.methods.base import SymmetricLossMethod
 from specssl.spectral import iternorm, power_transform, whiten
 
@@ -67,3 +76,33 @@ class CWRGP(WMSE):
 
     def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
         return self.loss_fn.whiten_sub_batches
+
+
+class ShuffledDBN(SymmetricLossMethod):
+    """Shuffled-DBN (Hua et al., ICCV 2021). ``method.loss``: groups, shuffle, loss, eps.
+
+    The spectral transform is the loss's shuffled group ZCA batch whitening (a fresh channel
+    permutation per call, the group count of the last training step when ``groups`` is auto).
+    """
+
+    name = "shuffled_dbn"
+    loss_cls = ShuffledDBNLoss
+
+    def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        loss = self.loss_fn
+        return partial(loss.transform, groups=loss.groups or loss.last_groups)
+
+
+class ZeroCL(SymmetricLossMethod):
+    """Zero-CL (Zhang et al., ICLR 2022). ``method.loss``: instance_weight, feature_weight,
+    shrinkage, eps, detach_whitening.
+
+    The spectral transform is the feature-wise (batch-axis, ``d x d``) whitening, or the
+    instance-wise (channel-axis, ``m x m``) one when ``feature_weight = 0``.
+    """
+
+    name = "zero_cl"
+    loss_cls = ZeroCLLoss
+
+    def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        return self.loss_fn.transform

@@ -53,8 +53,9 @@ class MethodConfig:
     proj_hidden_dim: int = 2048
     proj_output_dim: int = 2048
     proj_layers: int = 3
-    pred_hidden_dim: int = 512
+    pred_hidden_dim: int = 512  # predictor heads (BYOL, SimSiam)
     loss: dict[str, Any] = field(default_factory=dict)  # loss constructor kwargs
+    options: dict[str, Any] = field(default_factory=dict)  # method-specific network options
     base_tau: float = 0.99  # momentum methods: EMA start (cosine to final_tau)
     final_tau: float = 1.0
 

@@ -93,6 +93,9 @@ class SSLModule(L.LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         self.method.on_train_step_end(self.global_step, self.trainer.estimated_stepping_batches)
 
+    def on_before_optimizer_step(self, optimizer) -> None:
+        self.method.on_before_optimizer_step(self.current_epoch, self.global_step)
+
     def _check_finite(self, out: MethodOutput) -> None:
         if torch.isfinite(out.loss):
             return

@@ -1,0 +1,388 @@
+"""The method zoo on CIFAR-10 at CPU scale: every method, one budget, one evaluation.
+
+Run from the repository root (``SPECSSL_DATA`` or ``--data-root`` names the directory that
+holds ``cifar-10-batches-py``)::
+
+    python bench/zoo.py --data-root ../shared/data                  # every method
+    python bench/zoo.py --data-root ../shared/data --methods intl byol
+    python bench/zoo.py --report-only                               # rebuild the table
+
+Budget (identical for every method; ``--epochs`` etc. change it for all of them at once):
+width-16 ResNet-18 with the CIFAR stem, batch 256, ``--epochs`` epochs with a half-epoch
+warm-up and cosine decay, the CIFAR two-view augmentation of the training system, seed 0.
+Each method keeps the ``method`` and ``optim`` sections of its own paper-scale recipe
+``configs/cifar10/<method>.yaml`` (loss hyper-parameters, heads, optimizer and base lr, with
+their sources cited in that file).
+
+Evaluation (identical for every method, on frozen backbone features of the un-augmented
+50k training and 10k test images): weighted kNN (k=200, T=0.1, cosine), 5-NN (majority vote),
+and a linear probe (:func:`specssl.eval.linear.linear_probe`). The embedding's final condition
+indicator ``λ_min/λ_max`` and normalized stable rank come from the spectrum monitor
+(1024 training images, un-augmented, last epoch).
+
+Each method's row is written to ``docs/results/cifar10_cpu/<method>.json`` as soon as it is
+done (so the table can be filled across sessions); the table ``docs/results/cifar10_cpu.md``
+and ``docs/results/cifar10_cpu.csv`` are rebuilt from all rows after every method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from specssl.eval.knn import knn_accuracy
+from specssl.train.config import Config, load_config
+from specssl.train.datamodule import SSLDataModule
+from specssl.train.module import SSLModule
+from specssl.train.run import pretrain, run_dir_of
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "docs" / "results"
+ROWS_DIR = RESULTS / "cifar10_cpu"
+
+#: Every method of the papers' comparison tables, in the order of the table.
+ZOO = [
+    "intl",
+    "intl_m",
+    "iternorm",
+    "st_power",
+    "cwrgp",
+    "wmse",
+    "shuffled_dbn",
+    "zero_cl",
+    "barlow_twins",
+    "vicreg",
+    "simclr",
+    "mocov2",
+    "byol",
+    "simsiam",
+    "swav",
+    "dino",
+]
+RANDOM_INIT = "random_init"
+
+
+def budget_overrides(args: argparse.Namespace, method: str) -> list[str]:
+    """The shared budget: everything but the recipe's ``method`` and ``optim`` sections."""
+    return [
+        "data.name=cifar10",
+        f"data.root={args.data_root}",
+        "data.batch_size=256",
+        "data.num_workers=0",
+        "data.views=cifar",
+        "data.num_views=2",
+        "data.num_small_crops=0",
+        "data.augment_on_device=true",
+        "data.subset=null",
+        "backbone.name=resnet18",
+        "backbone.cifar_stem=true",
+        f"backbone.width={args.width}",
+        f"trainer.max_epochs={args.epochs}",
+        "trainer.max_steps=-1",
+        "trainer.accelerator=auto",
+        "trainer.devices=1",
+        "trainer.precision=32-true",
+        "trainer.enable_progress_bar=false",
+        "trainer.log_every_n_steps=20",
+        "optim.warmup_epochs=0.5",
+        "monitor.knn_every=0",  # evaluated below, identically for every method
+        "monitor.knn_on_init=false",
+        "monitor.online_probe=true",
+        "monitor.spectrum_every=1",
+        "monitor.spectrum_samples=1024",
+        "monitor.checkpoint_every=1",
+        f"seed={args.seed}",
+        f"output_dir={args.runs_dir}",
+        f"run_name={method}",
+    ]
+
+
+def config_of(args: argparse.Namespace, method: str) -> Config:
+    recipe = REPO / "configs" / "cifar10" / f"{method}.yaml"
+    if method == RANDOM_INIT:
+        recipe = REPO / "configs" / "cifar10" / "intl.yaml"
+    return load_config(recipe, budget_overrides(args, method))
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "")
+    except OSError:
+        return "unknown"
+
+
+@torch.no_grad()
+def frozen_features(module: SSLModule, datamodule: SSLDataModule, device: torch.device):
+    """Backbone features of the un-augmented training and test sets."""
+    from specssl.train.callbacks import extract_features
+
+    module.to(device)
+    train = extract_features(module, datamodule.knn_train_dataloader())
+    test = extract_features(module, datamodule.val_dataloader())
+    return train, test
+
+
+def evaluate(module: SSLModule, datamodule: SSLDataModule, args) -> dict[str, float]:
+    """Weighted kNN k=200, 5-NN and the linear probe on frozen backbone features."""
+    from specssl.eval.linear import linear_probe
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    start = time.perf_counter()
+    (train_x, train_y), (test_x, test_y) = frozen_features(module, datamodule, device)
+    n_cls = datamodule.num_classes
+    knn200 = knn_accuracy(train_x, train_y, test_x, test_y, n_cls, k=200, temperature=0.1)
+    knn5 = knn_accuracy(train_x, train_y, test_x, test_y, n_cls, k=5, weighted=False)
+    probe = linear_probe(train_x.cpu(), train_y.cpu(), test_x.cpu(), test_y.cpu(), seed=args.seed)
+    return {
+        "knn200_top1": knn200["top1"],
+        "knn5_top1": knn5["top1"],
+        "linear_top1": probe["top1"],
+        "linear_top5": probe["top5"],
+        "eval_time_s": time.perf_counter() - start,
+    }
+
+
+def load_trained(cfg: Config, datamodule: SSLDataModule) -> SSLModule:
+    ckpt = run_dir_of(cfg) / "checkpoints" / "last.ckpt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    module = SSLModule(cfg, datamodule.num_classes, eval_transform=datamodule.eval_transform())
+    module.load_state_dict(state["state_dict"])
+    return module
+
+
+def train_once(cfg: Config) -> dict:
+    """Pretrain (resuming an interrupted run); a finished run is read back from its
+    ``results.json``. Divergence is a result too: the row records the diagnosis."""
+    from specssl.train.module import TrainingDivergedError
+
+    saved = run_dir_of(cfg) / "results.json"
+    meta_file = run_dir_of(cfg) / "zoo_train_meta.json"
+    if saved.exists():
+        result = json.loads(saved.read_text())
+    else:
+        meta_file.parent.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "train_commit": git_commit(),
+            "train_date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "train_command": "python bench/zoo.py " + shlex.join(sys.argv[1:]),
+        }
+        meta_file.write_text(json.dumps(meta))
+        try:
+            result = pretrain(cfg, resume="auto").to_json()
+            result["train_load_avg_1min"] = os.getloadavg()[0]
+            saved.write_text(json.dumps(result, indent=2))
+        except TrainingDivergedError as err:
+            return {"loss_finite": False, "diverged": str(err)}
+    spectrum, probe = result.get("spectrum", {}), result.get("probe", {})
+    nan = float("nan")
+    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    return {
+        **meta,
+        "train_load_avg_1min_at_end": result.get("train_load_avg_1min", nan),
+        "wall_time_s": result["wall_time_s"],
+        "images_per_s": result.get("images_per_s", nan),
+        "steps": result["steps"],
+        "online_probe_top1": probe.get("val/probe_top1", nan),
+        "z_condition": spectrum.get("z/condition_indicator", nan),
+        "z_stable_rank": spectrum.get("z/stable_rank", nan),
+        "zhat_condition": spectrum.get("zhat/condition_indicator", nan),
+        "loss_finite": True,
+    }
+
+
+def run_method(method: str, args: argparse.Namespace) -> dict:
+    cfg = config_of(args, method)
+    torch.manual_seed(cfg.seed)
+    datamodule = SSLDataModule(cfg)
+    row: dict = {"method": method}
+    if method == RANDOM_INIT:
+        module = SSLModule(cfg, datamodule.num_classes, eval_transform=datamodule.eval_transform())
+        row.update({"wall_time_s": 0.0, "images_per_s": float("nan"), "steps": 0})
+    else:
+        row.update(train_once(cfg))
+        if args.train_only:
+            return row
+        module = load_trained(cfg, datamodule)
+    row.update(evaluate(module, datamodule, args))
+    row.update(
+        {
+            "epochs": args.epochs,
+            "width": args.width,
+            "optim": f"{cfg.optim.name} lr {cfg.optim.lr:g}",
+            "embedding_dim": cfg.method.proj_output_dim,
+            "commit": git_commit(),
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "load_avg_1min": os.getloadavg()[0],
+            "command": "python bench/zoo.py " + shlex.join(sys.argv[1:]),
+            "torch_threads": torch.get_num_threads(),
+        }
+    )
+    return row
+
+
+# ------------------------------------------------------------------------- throughput
+THROUGHPUT = RESULTS / "cifar10_cpu_throughput.json"
+
+
+def measure_throughput(methods: list[str], args: argparse.Namespace) -> dict[str, float]:
+    """Images/s of one whole training step of every method, measured side by side.
+
+    Rounds go over the methods in turn (``--throughput-rounds`` timed steps each after two
+    warm-up steps), so a change of machine load affects every method alike; the median step
+    time of each method is reported. Synthetic images (throughput does not depend on pixels).
+    """
+    import statistics
+
+    from throughput import StepBench
+
+    benches = {m: StepBench(config_of(args, m)) for m in methods if m != RANDOM_INIT}
+    for bench in benches.values():
+        for _ in range(2):
+            bench.step()
+    times: dict[str, list[float]] = {m: [] for m in benches}
+    for _ in range(args.throughput_rounds):
+        for m, bench in benches.items():
+            start = time.perf_counter()
+            bench.step()
+            times[m].append(time.perf_counter() - start)
+    result = {m: bench.batch_size / statistics.median(times[m]) for m, bench in benches.items()}
+    saved = json.loads(THROUGHPUT.read_text()) if THROUGHPUT.exists() else {}
+    saved.update(
+        {
+            m: {
+                "images_per_s": v,
+                "commit": git_commit(),
+                "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                "threads": torch.get_num_threads(),
+                "load_avg_1min": os.getloadavg()[0],
+                "measured_with": sorted(benches),
+            }
+            for m, v in result.items()
+        }
+    )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    THROUGHPUT.write_text(json.dumps(saved, indent=2))
+    return result
+
+
+# ----------------------------------------------------------------------------- report
+COLUMNS = [
+    ("method", "method", "{}"),
+    ("knn200_top1", "kNN k=200 top-1 %", "{:.2f}"),
+    ("knn5_top1", "5-NN top-1 %", "{:.2f}"),
+    ("linear_top1", "linear top-1 %", "{:.2f}"),
+    ("linear_top5", "linear top-5 %", "{:.2f}"),
+    ("z_condition", "λmin/λmax of Z", "{:.2e}"),
+    ("z_stable_rank", "stable rank of Z", "{:.3f}"),
+    ("wall_time_s", "wall time", "{}"),
+    ("images_per_s", "images/s (training run)", "{:.0f}"),
+    ("step_images_per_s", "images/s (side by side)", "{:.0f}"),
+    ("optim", "optimizer", "{}"),
+    ("commit", "commit", "{}"),
+]
+
+
+def _fmt(key: str, fmt: str, value) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    if key == "wall_time_s":
+        minutes, seconds = divmod(round(value), 60)
+        return f"{minutes}m{seconds:02d}s" if value else "–"
+    return fmt.format(value)
+
+
+def load_rows() -> list[dict]:
+    rows = {p.stem: json.loads(p.read_text()) for p in sorted(ROWS_DIR.glob("*.json"))}
+    speeds = json.loads(THROUGHPUT.read_text()) if THROUGHPUT.exists() else {}
+    for method, row in rows.items():
+        if method in speeds:
+            row["step_images_per_s"] = speeds[method]["images_per_s"]
+    order = [RANDOM_INIT, *ZOO]
+    return [rows[m] for m in order if m in rows] + [r for m, r in rows.items() if m not in order]
+
+
+def write_report(rows: list[dict]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    keys = sorted({k for r in rows for k in r})
+    with (RESULTS / "cifar10_cpu.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    header = "| " + " | ".join(title for _, title, _ in COLUMNS) + " |"
+    rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
+    body = ["| " + " | ".join(_fmt(k, f, r.get(k)) for k, _, f in COLUMNS) + " |" for r in rows]
+    done = {r["method"] for r in rows}
+    missing = [m for m in ZOO if m not in done]
+    table = "\n".join([header, rule, *body])
+    md = RESULTS / "cifar10_cpu.md"
+    intro, _, _ = md.read_text().partition("<!-- table -->") if md.exists() else ("", "", "")
+    if not intro:
+        intro = "# CIFAR-10 at CPU scale: the method zoo\n\n"
+    tail = "\n\nMethods not yet run: " + (", ".join(missing) if missing else "none") + ".\n"
+    md.write_text(intro + "<!-- table -->\n" + table + tail + "<!-- /table -->\n" + _after(md))
+
+
+def _after(md: Path) -> str:
+    if not md.exists():
+        return ""
+    _, _, rest = md.read_text().partition("<!-- /table -->\n")
+    return rest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", nargs="+", default=[RANDOM_INIT, *ZOO])
+    parser.add_argument("--data-root", default=os.environ.get("SPECSSL_DATA", "./data"))
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runs-dir", default="runs/zoo")
+    parser.add_argument("--skip-done", action="store_true", help="skip methods with a row")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--throughput", action="store_true", help="measure images/s only")
+    parser.add_argument("--throughput-rounds", type=int, default=5)
+    parser.add_argument("--train-only", action="store_true", help="pretrain, evaluate later")
+    args = parser.parse_args()
+    unknown = [m for m in args.methods if m not in (RANDOM_INIT, *ZOO)]
+    if unknown:
+        parser.error(f"unknown method(s) {unknown}; choose from {[RANDOM_INIT, *ZOO]}")
+    ROWS_DIR.mkdir(parents=True, exist_ok=True)
+    if args.throughput:
+        for method, speed in measure_throughput(args.methods, args).items():
+            print(f"{method:>14}: {speed:8.1f} images/s")
+    elif not args.report_only:
+        for method in args.methods:
+            if args.skip_done and (ROWS_DIR / f"{method}.json").exists():
+                continue
+            print(f"=== {method}", flush=True)
+            row = run_method(method, args)
+            if args.train_only:
+                continue
+            (ROWS_DIR / f"{method}.json").write_text(json.dumps(row, indent=2))
+            print(json.dumps(row, indent=2), flush=True)
+            write_report(load_rows())
+    write_report(load_rows())
+    print((RESULTS / "cifar10_cpu.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

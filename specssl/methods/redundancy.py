@@ -1,0 +1,68 @@
+"""Redundancy-reduction methods: Barlow Twins (Zbontar et al. 2021) and VICReg (Bardes et al. 2022).
+
+Both are siamese: every view through the same backbone and projector
+(``Linear-BN-ReLU x 2 + Linear``, ``method.proj_layers: 3``), the loss on the projector outputs.
+Their batch statistics (standardisation, variance, covariance) are computed on the *global*
+batch: the embeddings are gathered across ranks before the loss under DDP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+from specssl.losses import BarlowTwinsLoss, VICRegLoss
+from specssl.losses.barlow import batch_standardize
+from specssl.methods.base import SymmetricLossMethod
+from specssl.train.config import ConfigError, MethodConfig
+
+
+def check_options(cfg: MethodConfig, method: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    """``defaults`` updated by ``cfg.options``; an unknown key is a one-line ConfigError."""
+    for key in cfg.options:
+        if key not in defaults:
+            accepted = sorted(defaults) if defaults else "none"
+            raise ConfigError(
+                f"config key 'method.options.{key}': unknown option for method {method!r} "
+                f"(accepted: {accepted})"
+            )
+    return {**defaults, **dict(cfg.options)}
+
+
+class BarlowTwins(SymmetricLossMethod):
+    """Barlow Twins. ``method.loss``: lambda_offdiag, scale, eps. No ``method.options``.
+
+    The spectrum monitor's ``Ẑ`` is the batch-standardised embedding whose cross-correlation
+    the loss drives to the identity.
+    """
+
+    name = "barlow_twins"
+    loss_cls = BarlowTwinsLoss
+    needs_global_batch = True
+
+    def __init__(self, backbone: nn.Module, cfg: MethodConfig) -> None:
+        check_options(cfg, self.name, {})
+        super().__init__(backbone, cfg)
+
+    def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        return partial(batch_standardize, eps=self.loss_fn.eps)
+
+
+class VICReg(SymmetricLossMethod):
+    """VICReg. ``method.loss``: sim_weight, var_weight, cov_weight, eps, gamma. No options.
+
+    The loss regularises the raw projector output, so there is no transformation to monitor
+    (:meth:`spectral_transform` is ``None``).
+    """
+
+    name = "vicreg"
+    loss_cls = VICRegLoss
+    needs_global_batch = True
+
+    def __init__(self, backbone: nn.Module, cfg: MethodConfig) -> None:
+        check_options(cfg, self.name, {})
+        super().__init__(backbone, cfg)
