@@ -139,3 +139,12 @@ def covariances() -> Callable[..., list[np.ndarray]]:
 @pytest.fixture
 def h_ref() -> Callable[[np.ndarray, int], np.ndarray]:
     return np_h
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny matrices: one intra-op thread is faster and immune to a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

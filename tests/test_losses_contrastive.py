@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from helpers import make_views as shared_views
 from torch import nn
 
 from specssl.losses import MoCoLoss, NTXentLoss
@@ -26,21 +27,11 @@ from specssl.train.config import ConfigError, MethodConfig
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matrices: one intra-op thread is faster and immune to a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_views(n_views: int, m: int, d: int, seed: int, noise: float = 0.5, dtype=F64):
-    g = torch.Generator().manual_seed(seed)
-    base = torch.randn(m, d, generator=g, dtype=F64)
-    return [
-        (base + noise * torch.randn(m, d, generator=g, dtype=F64)).to(dtype) for _ in range(n_views)
-    ]
+    return shared_views(n_views, m, d, seed, noise, dtype, anisotropic=False)
 
 
 # =========================================================================== references

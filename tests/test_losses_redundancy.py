@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from helpers import make_views as shared_views
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -32,22 +33,11 @@ from specssl.train.distributed import gather_with_grad
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster and immune to a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_views(n_views: int, m: int, d: int, seed: int, noise: float = 0.5, dtype=F64):
-    """Correlated views with an offset and unequal column scales."""
-    g = torch.Generator().manual_seed(seed)
-    scale = torch.linspace(0.3, 2.0, d, dtype=F64)
-    base = torch.randn(m, d, generator=g, dtype=F64) * scale + torch.randn(d, generator=g)
-    views = [base + noise * torch.randn(m, d, generator=g, dtype=F64) for _ in range(n_views)]
-    return [v.to(dtype) for v in views]
+    return shared_views(n_views, m, d, seed, noise, dtype, min_scale=0.3)
 
 
 def make_scores(n_views: int, b: int, k: int, dim: int, seed: int, dtype=F64):

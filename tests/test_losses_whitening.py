@@ -16,6 +16,7 @@ from itertools import combinations
 
 import pytest
 import torch
+from helpers import make_views
 
 from specssl.losses import (
     CWRGPLoss,
@@ -29,22 +30,7 @@ from specssl.losses import (
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matrices: one intra-op thread is faster and immune to a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def make_views(n_views: int, m: int, d: int, seed: int, noise: float = 0.3, dtype=F64):
-    """Correlated views: a shared anisotropic signal plus independent noise per view."""
-    g = torch.Generator().manual_seed(seed)
-    scale = torch.linspace(0.5, 2.0, d, dtype=F64)
-    base = torch.randn(m, d, generator=g, dtype=F64) * scale + torch.randn(d, generator=g)
-    views = [base + noise * torch.randn(m, d, generator=g, dtype=F64) for _ in range(n_views)]
-    return [v.to(dtype) for v in views]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # =========================================================================== references

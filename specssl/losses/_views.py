@@ -11,11 +11,14 @@ import torch.nn.functional as F
 from specssl.spectral._common import check_embedding
 
 
-def parse_views(views: tuple, loss_name: str) -> list[torch.Tensor]:
+def parse_views(
+    views: tuple, loss_name: str, *, min_batch: int = 1, batch_use: str = ""
+) -> list[torch.Tensor]:
     """Accept ``loss(z1, z2, ...)`` or ``loss([z1, z2, ...])``; validate and return the list.
 
-    Every view must be a finite floating ``(m, d)`` tensor, all of the same shape; at least two
-    views. Raises ``ValueError`` naming the offending view.
+    Every view must be a finite floating ``(m, d)`` tensor, all of the same shape, with
+    ``m >= min_batch`` (``batch_use`` says why, for the message); at least two views. Raises
+    ``ValueError`` naming the offending view.
     """
     if (
         len(views) == 1
@@ -34,6 +37,11 @@ def parse_views(views: tuple, loss_name: str) -> list[torch.Tensor]:
                 f"{loss_name} views must share one shape (m, d); view 0 is "
                 f"{tuple(views[0].shape)}, view {i} is {tuple(z.shape)}"
             )
+    if views[0].shape[0] < min_batch:
+        raise ValueError(
+            f"{loss_name} needs at least {min_batch} samples per view{batch_use}, got shape "
+            f"{tuple(views[0].shape)}"
+        )
     return list(views)
 
 

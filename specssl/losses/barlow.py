@@ -72,12 +72,9 @@ class BarlowTwinsLoss(nn.Module):
         self.last_terms: dict[str, torch.Tensor] = {}
 
     def forward(self, *views: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
-        zs = parse_views(views, type(self).__name__)
-        if zs[0].shape[0] < 2:
-            raise ValueError(
-                f"BarlowTwinsLoss needs at least 2 samples per view to standardise over the "
-                f"batch, got shape {tuple(zs[0].shape)}"
-            )
+        zs = parse_views(
+            views, type(self).__name__, min_batch=2, batch_use=" to standardise over the batch"
+        )
         pairs = view_pairs(len(zs))
         with full_precision(zs[0]):
             zs = [z.to(compute_dtype(z)) for z in zs]

@@ -87,12 +87,9 @@ class VICRegLoss(nn.Module):
         self.last_terms: dict[str, torch.Tensor] = {}
 
     def forward(self, *views: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
-        zs = parse_views(views, type(self).__name__)
-        if zs[0].shape[0] < 2:
-            raise ValueError(
-                f"VICRegLoss needs at least 2 samples per view for the batch variance, got "
-                f"shape {tuple(zs[0].shape)}"
-            )
+        zs = parse_views(
+            views, type(self).__name__, min_batch=2, batch_use=" for the batch variance"
+        )
         pairs = view_pairs(len(zs))
         with full_precision(zs[0]):
             zs = [z.to(compute_dtype(z)) for z in zs]
