@@ -1,0 +1,409 @@
+"""A grid of pretraining runs with one cached JSON record per run.
+
+:class:`RunSpec` is one run: a grid point (``{"p": 0.45}``), a seed, a recipe and ``key=value``
+overrides. :class:`Sweep` trains every spec that has no record yet in
+``<out>/runs/<scale>/<key>-<hash>.json`` (``hash`` = the resolved config, so changing the budget
+never reuses a stale result, and a config already run under another grid point is reused), and
+resumes an interrupted run from its Lightning run directory (``last.ckpt``). A sweep can thus
+be interrupted at any time and split across sessions (e.g. by ``--seeds``).
+
+A run that diverges (:class:`~specssl.train.module.TrainingDivergedError`) or whose whitening
+fails on a singular covariance is a result: its record has ``status`` ``"diverged"`` /
+``"failed"``, the step and the message, and no accuracy.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import hashlib
+import json
+import math
+import os
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from specssl.train.config import Config, ConfigError, load_config
+from specssl.train.module import TrainingDivergedError
+from specssl.train.run import pretrain, run_dir_of
+
+#: Config entries that do not change a run's result (paths, logging): left out of its hash.
+UNHASHED = {
+    ("output_dir",),
+    ("run_name",),
+    ("data", "root"),
+    ("data", "download"),
+    ("data", "num_workers"),
+    ("trainer", "enable_progress_bar"),
+    ("trainer", "log_every_n_steps"),
+    ("monitor", "spectrum_plots"),
+}
+
+
+def _slug(value: Any) -> str:
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return re.sub(r"[^A-Za-z0-9.+-]", "-", text)
+
+
+@dataclass
+class RunSpec:
+    """One run of a sweep: grid ``point``, ``seed``, ``recipe`` and ``overrides``."""
+
+    point: dict[str, Any]
+    seed: int
+    recipe: Path
+    overrides: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        """Readable file-name key, e.g. ``p=0.45_seed=0``."""
+        parts = [f"{k}={_slug(v)}" for k, v in self.point.items()]
+        return "_".join([*parts, f"seed={self.seed}"])
+
+    def config(self) -> Config:
+        return load_config(self.recipe, [*self.overrides, f"seed={self.seed}"])
+
+
+def plan(
+    points: Sequence[dict[str, Any]],
+    seeds: Iterable[int],
+    build: Callable[[dict[str, Any]], tuple[Path, list[str]]],
+    extra: Sequence[str] = (),
+) -> list[RunSpec]:
+    """Specs of every ``(seed, point)``, seed-major (a full grid for seed 0 comes first).
+
+    ``build(point) -> (recipe, overrides)``; ``extra`` overrides (``--set``) go last.
+    """
+    built = [build(p) for p in points]
+    return [
+        RunSpec(dict(p), int(s), Path(recipe), [*ovr, *extra])
+        for s in seeds
+        for p, (recipe, ovr) in zip(points, built, strict=True)
+    ]
+
+
+def config_hash(cfg: Config) -> str:
+    """8 hex digits of the resolved config, without the entries in :data:`UNHASHED`."""
+    data = asdict(cfg)
+    for path in UNHASHED:
+        node = data
+        for part in path[:-1]:
+            node = node[part]
+        node.pop(path[-1], None)
+    blob = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:8]
+
+
+def git_commit(repo: Path | None = None) -> str:
+    """Short commit of ``repo`` (default: this package's checkout), ``+dirty`` if modified."""
+    repo = repo or Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return (head or "unknown") + ("+dirty" if dirty else "")
+
+
+def is_rank_zero() -> bool:
+    """False in the extra processes of a multi-device (DDP) run: they train alongside rank 0
+    (same specs, same order) but leave records and reports to it."""
+    return all(int(os.environ.get(k, "0")) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# ------------------------------------------------------------------------------- spectra
+def read_spectrum_csv(path: Path) -> dict[int, dict[str, list[float]]]:
+    """``epoch -> {"z": eigenvalues, "zhat": eigenvalues}`` from the spectrum monitor's CSV.
+
+    A resumed run may have appended an epoch twice; the last rows win.
+    """
+    if not path.is_file():
+        return {}
+    rows: dict[int, dict[str, dict[int, float]]] = {}
+    with path.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            rows.setdefault(int(row["epoch"]), {}).setdefault(row["which"], {})[
+                int(row["index"])
+            ] = float(row["eigenvalue"])
+    return {
+        epoch: {which: [vals[i] for i in sorted(vals)] for which, vals in parts.items()}
+        for epoch, parts in sorted(rows.items())
+    }
+
+
+def _sig(x: float, digits: int = 4) -> float:
+    return float(f"{x:.{digits}g}")
+
+
+def spectrum_summary(spectra: dict[int, dict[str, list[float]]]) -> dict[str, Any]:
+    """Per-epoch ``λ_max`` / ``λ_min`` of ``Z`` and ``Ẑ`` and the last epoch's eigenvalues
+    (4 significant digits): what the INTL paper's Figure 3 plots."""
+    if not spectra:
+        return {}
+    epochs = sorted(spectra)
+    out: dict[str, Any] = {"epochs": epochs}
+    for which in ("z", "zhat"):
+        per = [spectra[e].get(which) for e in epochs]
+        if not any(per):
+            continue
+        out[f"{which}_lambda_max"] = [_sig(v[0]) if v else None for v in per]
+        out[f"{which}_lambda_min"] = [_sig(v[-1]) if v else None for v in per]
+        last = next(v for v in reversed(per) if v)
+        out[f"{which}_final"] = [_sig(v) for v in last]
+    return out
+
+
+# -------------------------------------------------------------------------------- records
+_STEP = re.compile(r"at step (\d+)")
+
+
+def is_numerical_failure(err: BaseException) -> bool:
+    """A whitening that cannot be computed (singular covariance, failed decomposition)."""
+    if isinstance(err, ConfigError):
+        return False
+    if isinstance(err, torch.linalg.LinAlgError):
+        return True
+    text = str(err)
+    return isinstance(err, ValueError) and ("positive definite" in text or "non-finite" in text)
+
+
+def _finite_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _metrics(result: dict[str, Any]) -> dict[str, float | None]:
+    knn = result.get("knn_final") or {}
+    probe = result.get("probe") or {}
+    spec = result.get("spectrum") or {}
+    out = {
+        "knn200_top1": knn.get("top1_k200"),
+        "knn5_top1": knn.get("top1_k5"),
+        "probe_top1": probe.get("val/probe_top1"),
+    }
+    for which in ("z", "zhat"):
+        for name in ("condition", "stable_rank", "effective_rank"):
+            key = "condition_indicator" if name == "condition" else name
+            out[f"{which}_{name}"] = spec.get(f"{which}/{key}")
+    return {k: _finite_or_none(v) for k, v in out.items()}
+
+
+#: The scalar metrics every record carries (``None`` when unavailable, e.g. after divergence).
+METRICS = (
+    "knn200_top1",
+    "knn5_top1",
+    "probe_top1",
+    "z_condition",
+    "z_stable_rank",
+    "z_effective_rank",
+    "zhat_condition",
+    "zhat_stable_rank",
+    "zhat_effective_rank",
+    "z_lambda_max",
+    "zhat_lambda_max",
+)
+
+
+@dataclass
+class Sweep:
+    """Runs specs with a JSON record each under ``out_dir/runs/<scale>/``.
+
+    Args:
+        name: experiment name (used in messages).
+        scale: the budget's scale (separates cached records of different scales).
+        out_dir: the experiment's results directory (``docs/results/<name>``).
+        runs_dir: where the Lightning run directories (checkpoints, logs) go.
+        command: the command line recorded in each new record.
+        logger: write CSV / TensorBoard logs in each run directory.
+    """
+
+    name: str
+    scale: str
+    out_dir: Path
+    runs_dir: Path
+    command: str = ""
+    logger: bool = True
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.out_dir) / "runs" / self.scale
+
+    def resolve(self, spec: RunSpec) -> tuple[Config, str]:
+        """The spec's config (with its run directory under ``runs_dir``) and its hash."""
+        cfg = spec.config()
+        digest = config_hash(cfg)
+        cfg.output_dir = str(self.runs_dir)
+        cfg.run_name = f"{spec.key}-{digest}"
+        return cfg, digest
+
+    def cache_path(self, spec: RunSpec, digest: str) -> Path:
+        return self.cache_dir / f"{spec.key}-{digest}.json"
+
+    def cached(self, spec: RunSpec, digest: str) -> dict[str, Any] | None:
+        """The spec's record, or that of the same config under another grid point."""
+        path = self.cache_path(spec, digest)
+        if not path.is_file():
+            same = sorted(self.cache_dir.glob(f"*-{digest}.json"))
+            if not same:
+                return None
+            path = same[0]
+        record = json.loads(path.read_text())
+        return {**record, **spec.point, "seed": spec.seed, "key": spec.key}
+
+    def records(self, specs: Sequence[RunSpec]) -> list[dict[str, Any]]:
+        """Cached records of ``specs`` (in order; specs not yet run are skipped)."""
+        found = (self.cached(s, self.resolve(s)[1]) for s in specs)
+        return [r for r in found if r is not None]
+
+    def run(
+        self,
+        specs: Sequence[RunSpec],
+        after_each: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Train every spec without a record (in order), write its record, return all records.
+
+        ``after_each(records so far)`` is called after each newly trained run (to refresh a
+        report while a long sweep is running).
+        """
+        resolved = [self.resolve(s) for s in specs]
+        records = [self.cached(s, h) for s, (_, h) in zip(specs, resolved, strict=True)]
+        todo, done = records.count(None), 0
+        for i, (spec, (cfg, digest)) in enumerate(zip(specs, resolved, strict=True)):
+            if records[i] is not None:
+                continue
+            records[i] = self.cached(spec, digest)  # same config done meanwhile / above
+            if records[i] is not None:
+                continue
+            done += 1
+            print(f"[{self.name} {done}/{todo}] {spec.key} ...", flush=True)
+            record = self.run_one(spec, cfg, digest)
+            records[i] = record
+            if not is_rank_zero():
+                continue
+            self._write(self.cache_path(spec, digest), record)
+            print(f"[{self.name} {done}/{todo}] {spec.key}: {_one_line(record)}", flush=True)
+            if after_each is not None:
+                after_each([r for r in records if r is not None])
+        return [r for r in records if r is not None]
+
+    def run_one(self, spec: RunSpec, cfg: Config, digest: str) -> dict[str, Any]:
+        """Pretrain one run (resuming its directory) and build its record."""
+        run_dir = run_dir_of(cfg)
+        start = time.perf_counter()
+        status, error, step = "ok", "", None
+        result: dict[str, Any] = {}
+        saved = run_dir / "results.json"
+        try:
+            if saved.is_file():  # finished earlier, record not written (interrupted)
+                result = json.loads(saved.read_text())
+            else:
+                result = pretrain(cfg, resume="auto", logger=self.logger).to_json()
+        except TrainingDivergedError as err:
+            status, error = "diverged", str(err)
+            found = _STEP.search(error)
+            step = int(found.group(1)) if found else None
+        except (ValueError, RuntimeError) as err:
+            if not is_numerical_failure(err):
+                raise
+            status, error = "failed", f"{type(err).__name__}: {err}"
+        spectra = spectrum_summary(read_spectrum_csv(run_dir / "spectrum" / "eigenvalues.csv"))
+        metrics = _metrics(result) if status == "ok" else dict.fromkeys(METRICS[:9])
+        for which in ("z", "zhat"):
+            values = spectra.get(f"{which}_lambda_max") or [None]
+            metrics[f"{which}_lambda_max"] = values[-1] if status == "ok" else None
+        record = {
+            **spec.point,
+            "seed": spec.seed,
+            "key": spec.key,
+            "status": status,
+            "diverged_step": step,
+            "error": error.splitlines()[0] if error else "",
+            **metrics,
+            "train_wall_s": result.get("wall_time_s"),
+            "run_wall_s": time.perf_counter() - start,
+            "steps": result.get("steps", step),
+            "images_per_s": result.get("images_per_s"),
+            "method": cfg.method.name,
+            "loss": json.dumps(cfg.method.loss, sort_keys=True),
+            "dataset": cfg.data.name,
+            "train_subset": cfg.data.subset,
+            "batch_size": cfg.data.batch_size * int(cfg.trainer.devices)
+            if str(cfg.trainer.devices).isdigit()
+            else cfg.data.batch_size,
+            "embedding_dim": cfg.method.proj_output_dim,
+            "width": cfg.backbone.width,
+            "epochs": cfg.trainer.max_epochs,
+            "recipe": _display_path(spec.recipe),
+            "config_hash": digest,
+            "run_dir": str(run_dir),
+            "commit": git_commit(),
+            "date": utc_now(),
+            "command": self.command,
+            "torch_threads": torch.get_num_threads(),
+            "load_avg_1min": os.getloadavg()[0],
+            "spectra": spectra,
+        }
+        record.update(spec.point)  # grid coordinates win over same-named config fields
+        return record
+
+    @staticmethod
+    def _write(path: Path, record: dict[str, Any]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        os.replace(tmp, path)
+
+
+def _display_path(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _one_line(record: dict[str, Any]) -> str:
+    if record["status"] != "ok":
+        where = f" at step {record['diverged_step']}" if record["diverged_step"] is not None else ""
+        return f"{record['status']}{where} ({record['error'][:120]})"
+    knn = record.get("knn200_top1")
+    cond = record.get("zhat_condition") or record.get("z_condition")
+    return (
+        (f"kNN top-1 {knn:.2f}%" if knn is not None else "kNN –")
+        + (f", condition {cond:.3g}" if cond is not None else "")
+        + (f" ({record['run_wall_s']:.0f} s)")
+    )
+
+
+__all__ = [
+    "METRICS",
+    "RunSpec",
+    "Sweep",
+    "config_hash",
+    "git_commit",
+    "is_numerical_failure",
+    "is_rank_zero",
+    "plan",
+    "read_spectrum_csv",
+    "spectrum_summary",
+]

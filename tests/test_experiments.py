@@ -1,0 +1,249 @@
+"""The papers' experiment scripts (experiments/*.py) and their sweep library, at smoke scale.
+
+Every script runs its 2-point smoke grid end to end (digits, width-4 network, 2 steps per run)
+and writes the markdown table, CSV and PNG; a re-run trains only what is missing; a diverging
+run is recorded as a result.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from specssl.experiments import Budget, RunSpec, Sweep, config_hash, summarize
+from specssl.experiments.report import BEGIN, END, markdown_table, status_text
+from specssl.experiments.report import Column as Col
+from specssl.experiments.sweep import is_numerical_failure, read_spectrum_csv
+from specssl.train.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = ["fig2b_power_sweep", "fig3_iternorm_T", "table4_batch_dim", "cwrgp_ablations"]
+RECIPES = ["st_power", "intl", "iternorm", "cwrgp", "wmse"]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(
+        f"_exp_{name}", REPO / "experiments" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def table_rows(md: str) -> list[list[str]]:
+    """Data rows of every markdown table in ``md`` (header and rule lines dropped)."""
+    rows, previous = [], ""
+    for line in md.splitlines():
+        if line.startswith("|") and not line.startswith("|---") and previous.startswith("|"):
+            rows.append([c.strip() for c in line.strip("|").split("|")])
+        previous = line if line.startswith("|") else ""
+    return [r for r in rows if set(r[0]) != {"-"}]
+
+
+# ------------------------------------------------------------------------- library units
+@pytest.mark.parametrize("scale", ["smoke", "cpu", "paper"])
+def test_budget_overrides_give_valid_configs_for_every_recipe(scale):
+    budget = Budget(scale, data_root="/data", devices=2 if scale == "paper" else 1)
+    for name in RECIPES:
+        ovr = budget.overrides(batch_size=256, paper_epochs=100)
+        cfg = load_config(REPO / "configs" / "cifar10" / f"{name}.yaml", ovr)
+        assert cfg.monitor.knn_k == [200, 5] and not cfg.monitor.knn_on_init
+        if scale == "smoke":
+            assert cfg.data.name == "digits" and cfg.data.batch_size == 64
+            assert cfg.trainer.max_epochs == 1 and cfg.backbone.width == 4
+        elif scale == "cpu":
+            assert (cfg.data.name, cfg.data.subset, cfg.backbone.width) == ("cifar10", 7680, 16)
+            assert cfg.data.root == "/data" and cfg.trainer.max_epochs == 3
+        else:  # paper: the recipe's network, full data, global batch kept over 2 devices
+            assert cfg.backbone.width == 64 and cfg.data.subset is None
+            assert cfg.data.batch_size == 128 and cfg.trainer.devices == "2"
+            assert cfg.trainer.max_epochs == 100
+
+
+def test_budget_rejects_bad_values():
+    with pytest.raises(ValueError, match="scale"):
+        Budget("huge")
+    with pytest.raises(ValueError, match="divisible"):
+        Budget("paper", devices=3).overrides(batch_size=256, paper_epochs=1)
+    assert Budget("cpu", epochs=7).epochs_of(100) == 7
+
+
+def test_config_hash_ignores_paths_and_logging_but_not_hyperparameters():
+    recipe = REPO / "configs" / "cifar10" / "st_power.yaml"
+    base = config_hash(load_config(recipe))
+    moved = load_config(recipe, ["data.root=/else", "output_dir=/x", "data.num_workers=0"])
+    assert config_hash(moved) == base
+    assert config_hash(load_config(recipe, ["method.loss.p=0.45"])) != base
+    assert config_hash(load_config(recipe, ["seed=1"])) != base
+
+
+def test_run_key_names_the_point_and_seed():
+    spec = RunSpec({"method": "intl", "T": 3, "axis": "a/b"}, 2, REPO / "x.yaml")
+    assert spec.key == "method=intl_T=3_axis=a-b_seed=2"
+
+
+def test_summarize_mean_std_over_finished_seeds_and_reports_divergence():
+    records = [
+        {"p": 0.5, "seed": 0, "status": "ok", "knn200_top1": 40.0},
+        {"p": 0.5, "seed": 1, "status": "ok", "knn200_top1": 50.0},
+        {"p": 0.5, "seed": 2, "status": "diverged", "diverged_step": 7, "knn200_top1": None},
+        {"p": 1.5, "seed": 0, "status": "failed", "error": "ValueError: singular"},
+    ]
+    rows = summarize(records, ["p"], metrics=["knn200_top1"])
+    assert [r["p"] for r in rows] == [0.5, 1.5]
+    first, second = rows
+    assert first["knn200_top1"] == pytest.approx(45.0)
+    assert first["knn200_top1_std"] == pytest.approx(math.sqrt(50.0))  # sample std of 40, 50
+    assert (first["n"], first["n_ok"], first["n_diverged"]) == (3, 2, 1)
+    assert "diverged** 1/3 at step 7" in status_text(first) and "ok 2/3" in status_text(first)
+    assert second["knn200_top1"] is None and "failed** 1/1" in status_text(second)
+    table = markdown_table(rows, [Col("p", "p", "{:g}", spread=False), Col("knn200_top1", "acc")])
+    assert "| 0.5 | 45.00 ± 7.07 |" in table and "| 1.5 | – |" in table
+
+
+def test_numerical_failures_are_results_but_config_errors_are_not():
+    singular = ValueError("cholesky_whiten on the batch axis: the 8x8 covariance is not positive")
+    singular = ValueError(str(singular) + " definite")
+    assert is_numerical_failure(singular)
+    assert not is_numerical_failure(ConfigError("config key 'x': not positive definite"))
+    assert not is_numerical_failure(ValueError("shapes do not match"))
+
+
+def test_read_spectrum_csv_keeps_the_last_rows_of_a_repeated_epoch(tmp_path):
+    path = tmp_path / "eigenvalues.csv"
+    rows = [
+        ["epoch", "which", "index", "eigenvalue"],
+        [0, "z", 0, 3.0],
+        [0, "z", 1, 1.0],
+        [1, "z", 0, 9.0],
+        [1, "z", 1, 2.0],
+        [1, "z", 0, 5.0],  # a resumed run recorded epoch 1 again
+        [1, "zhat", 0, 1.0],
+    ]
+    with path.open("w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    assert read_spectrum_csv(path) == {0: {"z": [3.0, 1.0]}, 1: {"z": [5.0, 2.0], "zhat": [1.0]}}
+
+
+# ---------------------------------------------------------------------- the scripts, smoke
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    """Each script's default smoke grid (2 points, seed 0), run once for the module."""
+    out = {}
+    for name in SCRIPTS:
+        base = tmp_path_factory.mktemp(name)
+        args = ["--scale", "smoke", "--out", str(base / "out"), "--runs-dir", str(base / "runs")]
+        assert load_script(name).main(args) == 0
+        out[name] = (base, args)
+    return out
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_smoke_grid_writes_table_csv_figure_and_records(smoke_runs, name):
+    out = smoke_runs[name][0] / "out"
+    md = (out / "smoke.md").read_text()
+    rows = table_rows(md)
+    assert len(rows) == 2, rows
+    assert all(r[-1] == "ok (1 seed)" for r in rows), rows
+    for row in rows:  # kNN top-1 is a percentage
+        knn = [c for c in row if "." in c and c.replace(".", "").isdigit()]
+        assert knn and all(0 <= float(v) <= 100 for v in knn[:1])
+    assert "python experiments/" in md and "commit(s) of the runs" in md and "wall time" in md
+    assert "runs: 2/2 done" in md and BEGIN in md and END in md
+    assert (out / "smoke.png").read_bytes()[:8] == PNG
+    with (out / "smoke.csv").open() as fh:
+        records = list(csv.DictReader(fh))
+    assert len(records) == 2 and {r["status"] for r in records} == {"ok"}
+    cached = sorted((out / "runs" / "smoke").glob("*.json"))
+    assert len(cached) == 2
+    for path in cached:
+        record = json.loads(path.read_text())
+        assert 0 <= record["knn200_top1"] <= 100 and record["steps"] >= 2
+        assert record["spectra"]["epochs"] == [0, 1] and record["spectra"]["z_final"]
+        assert record["config_hash"] in path.name and record["run_wall_s"] > 0
+
+
+def test_rerun_trains_only_the_missing_points(smoke_runs, monkeypatch):
+    base, args = smoke_runs["fig2b_power_sweep"]
+    trained = []
+    original = Sweep.run_one
+
+    def counting(self, spec, cfg, digest):
+        trained.append(spec.key)
+        return original(self, spec, cfg, digest)
+
+    monkeypatch.setattr(Sweep, "run_one", counting)
+    script = load_script("fig2b_power_sweep")
+    assert script.main(args) == 0  # the whole default smoke grid is cached
+    assert trained == []
+    assert script.main([*args, "--p", "0.5", "0.55"]) == 0  # p = 0.5 cached, 0.55 new
+    assert trained == ["p=0.55_seed=0"]
+    rows = table_rows((base / "out" / "smoke.md").read_text())
+    assert [r[0] for r in rows] == ["0.5", "0.55"]
+
+
+def test_report_rebuild_keeps_the_analysis_text(smoke_runs):
+    base, args = smoke_runs["cwrgp_ablations"]
+    md = base / "out" / "smoke.md"
+    md.write_text(md.read_text().split(END)[0] + END + "\n\n## Analysis\n\nSeen by a human.\n")
+    assert load_script("cwrgp_ablations").main([*args, "--report-only"]) == 0
+    text = md.read_text()
+    assert text.endswith("Seen by a human.\n") and text.count(BEGIN) == 1
+
+
+def test_dry_run_lists_runs_and_trains_nothing(smoke_runs, capsys, monkeypatch):
+    args = smoke_runs["table4_batch_dim"][1]
+    monkeypatch.setattr(Sweep, "run_one", lambda *a: pytest.fail("dry run must not train"))
+    assert load_script("table4_batch_dim").main([*args, "--dry-run", "--seeds", "0", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sum(line.endswith("done") for line in lines) == 2  # seed 0 is cached
+    assert sum(line.endswith("to run") for line in lines) == 2  # seed 1 is not
+
+
+def test_a_diverging_run_is_recorded_not_raised(tmp_path):
+    out = tmp_path / "out"
+    args = ["--scale", "smoke", "--out", str(out), "--runs-dir", str(tmp_path / "runs")]
+    # An absurd learning rate makes the weights, then the loss, non-finite after one step.
+    extra = ["--methods", "iternorm", "--T", "1", "--set", "optim.lr=1e30"]
+    assert load_script("fig3_iternorm_T").main([*args, *extra]) == 0
+    (record_file,) = (out / "runs" / "smoke").glob("*.json")
+    record = json.loads(record_file.read_text())
+    assert record["status"] == "diverged"
+    assert isinstance(record["diverged_step"], int) and record["diverged_step"] >= 0
+    assert record["knn200_top1"] is None and "diverged" in record["error"]
+    (row,) = table_rows((out / "smoke.md").read_text())
+    assert row[0] == "1" and f"at step {record['diverged_step']}" in row[-1]
+    assert (out / "smoke.png").read_bytes()[:8] == PNG
+
+
+def test_a_config_shared_by_two_grid_points_is_trained_once(tmp_path, monkeypatch):
+    trained = []
+    original = Sweep.run_one
+
+    def counting(self, spec, cfg, digest):
+        trained.append(spec.key)
+        return original(self, spec, cfg, digest)
+
+    monkeypatch.setattr(Sweep, "run_one", counting)
+    out = tmp_path / "out"
+    args = ["--scale", "smoke", "--out", str(out), "--runs-dir", str(tmp_path / "runs")]
+    # batch sweep at the smoke dim 16 and dim sweep at the smoke batch 64: both (64, 16)
+    assert load_script("table4_batch_dim").main([*args, "--batch-sizes", "64", "--dims", "16"]) == 0
+    assert len(trained) == 1
+    rows = table_rows((out / "smoke.md").read_text())
+    assert [r[0] for r in rows] == ["64", "16"]  # one row in each section, same numbers
+    assert rows[0][1] == rows[1][1]
+
+
+def test_missing_data_directory_is_a_one_line_error(tmp_path, capsys):
+    args = ["--scale", "cpu", "--data-root", str(tmp_path / "nowhere"), "--p", "0.5"]
+    args += ["--out", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs")]
+    assert load_script("fig2b_power_sweep").main(args) == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert not list((tmp_path / "out").rglob("*.json"))
