@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,6 +39,7 @@ from pathlib import Path
 import torch
 
 from specssl.eval.knn import knn_accuracy
+from specssl.experiments.sweep import git_commit, utc_now
 from specssl.train.config import Config, load_config
 from specssl.train.datamodule import SSLDataModule
 from specssl.train.module import SSLModule
@@ -114,22 +113,6 @@ def config_of(args: argparse.Namespace, method: str) -> Config:
     return load_config(recipe, budget_overrides(args, method))
 
 
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        return out.stdout.strip() + ("+dirty" if dirty else "")
-    except OSError:
-        return "unknown"
-
-
 @torch.no_grad()
 def frozen_features(module: SSLModule, datamodule: SSLDataModule, device: torch.device):
     """Backbone features of the un-augmented training and test sets."""
@@ -182,7 +165,7 @@ def train_once(cfg: Config) -> dict:
         meta_file.parent.mkdir(parents=True, exist_ok=True)
         meta = {
             "train_commit": git_commit(),
-            "train_date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "train_date": utc_now(),
             "train_command": "python bench/zoo.py " + shlex.join(sys.argv[1:]),
         }
         meta_file.write_text(json.dumps(meta))
@@ -230,7 +213,7 @@ def run_method(method: str, args: argparse.Namespace) -> dict:
             "optim": f"{cfg.optim.name} lr {cfg.optim.lr:g}",
             "embedding_dim": cfg.method.proj_output_dim,
             "commit": git_commit(),
-            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "date": utc_now(),
             "load_avg_1min": os.getloadavg()[0],
             "command": "python bench/zoo.py " + shlex.join(sys.argv[1:]),
             "torch_threads": torch.get_num_threads(),
@@ -271,7 +254,7 @@ def measure_throughput(methods: list[str], args: argparse.Namespace) -> dict[str
             m: {
                 "images_per_s": v,
                 "commit": git_commit(),
-                "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                "date": utc_now(),
                 "threads": torch.get_num_threads(),
                 "load_avg_1min": os.getloadavg()[0],
                 "measured_with": sorted(benches),
