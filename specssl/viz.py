@@ -13,12 +13,14 @@ def plot_spectra(
     path: str | Path,
     *,
     title: str = "",
+    legend_title: str = "epoch",
 ) -> Path:
     """Log-scale eigenvalue curves of ``Z`` (left) and ``Ẑ`` (right), one line per snapshot.
 
     ``snapshots``: ``(label, eigenvalues of Z or None, eigenvalues of Ẑ or None)``, eigenvalues
     descending. Lines are coloured from light to dark in snapshot order (the INTL paper's
-    Figure 3 (a)/(b) when labels are epochs). Zero eigenvalues are drawn at the floor 1e-12.
+    Figure 3 (a)/(b) when labels are epochs; ``legend_title`` names what the labels are).
+    Zero eigenvalues are drawn at the floor 1e-12.
     """
     import matplotlib
 
@@ -41,7 +43,7 @@ def plot_spectra(
         ax.set_title(name)
         ax.grid(True, which="both", alpha=0.3)
         if ax.lines:
-            ax.legend(title="epoch", fontsize=7, ncol=2)
+            ax.legend(title=legend_title, fontsize=7, ncol=2)
     if title:
         fig.suptitle(title)
     path = Path(path)

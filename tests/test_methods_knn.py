@@ -31,7 +31,9 @@ SPECTRAL = {"intl", "intl_m", "iternorm", "st_power", "wmse", "cwrgp", "shuffled
 def tiny_method(name: str):
     torch.manual_seed(0)
     backbone = build_backbone("resnet18", cifar_stem=True, width=4)
-    cfg = MethodConfig(name=name, proj_hidden_dim=32, proj_output_dim=8, loss=LOSS_KWARGS.get(name, {}))
+    cfg = MethodConfig(
+        name=name, proj_hidden_dim=32, proj_output_dim=8, loss=LOSS_KWARGS.get(name, {})
+    )
     return build_method(backbone, cfg)
 
 
