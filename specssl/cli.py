@@ -27,7 +27,11 @@ from specssl import __version__
 #: Subcommand name -> module implementing it (see the module docstring for the contract).
 COMMANDS: dict[str, str] = {
     "pretrain": "specssl.train.command",
+    "eval": "specssl.eval.command",
+    "export": "specssl.eval.export_command",
     "toy": "specssl.toy.command",
+    "spectrum": "specssl.eval.spectrum_command",
+    "finetune": "specssl.eval.finetune_command",
 }
 
 USAGE_ERROR = 2

@@ -1,0 +1,393 @@
+"""Semi-supervised evaluation: fine-tune the whole pretrained backbone on 1% / 10% of the labels.
+
+Protocol (SimCLR, Chen et al. 2020, Appendix B.5; BYOL, Grill et al. 2020, Appendix C.2; the
+INTL paper's Table 1 uses SimCLR's ImageNet subsets):
+
+* start from the pretrained backbone, add a new linear classifier on its features;
+* train both with cross-entropy on a fixed class-balanced subset of the training labels
+  (:mod:`specssl.eval.splits`: shipped files for CIFAR-10, the same seeded generator for
+  other in-memory datasets, SimCLR's lists for ImageNet);
+* augmentation: random resized crop + horizontal flip only (no colour ops);
+* SGD with Nesterov momentum 0.9, no weight decay or other regularisation, lr scaled as
+  ``lr * batch / 256`` (SimCLR: ``0.05 x batch / 256``), cosine decay, no warm-up;
+  SimCLR fine-tunes 60 epochs on 1% and 30 epochs on 10%;
+* separate learning rates for the pretrained backbone and the freshly initialised head (the
+  practice of SwAV's and Barlow Twins' semi-supervised evaluations; SimCLR/BYOL use one lr,
+  i.e. ``lr_head = lr_backbone``). Our default head lr (10x) is a starting point to tune;
+* report top-1 / top-5 on the test split with the un-augmented eval transform.
+
+Everything runs through Lightning on any accelerator (``accelerator="auto"``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from specssl.data.augment import (
+    AugmentConfig,
+    BatchedAugment,
+    build_transform,
+    cifar_views,
+    digits_views,
+    imagenet_views,
+)
+from specssl.data.datasets import (
+    IndexedImageDataset,
+    TensorImageDataset,
+    build_dataset,
+    dataset_stats,
+)
+from specssl.eval.splits import (
+    SHIPPED,
+    Split,
+    indices_from_image_names,
+    load_split,
+    make_split,
+    read_split_file,
+)
+from specssl.train.datamodule import Normalize
+
+__all__ = [
+    "FinetuneConfig",
+    "FinetuneModule",
+    "FinetuneResult",
+    "crop_flip_view",
+    "finetune",
+    "labelled_indices",
+]
+
+#: SimCLR Appendix B.5: 60 epochs on 1% of the labels, 30 on 10%.
+SIMCLR_EPOCHS = {1: 60, 10: 30}
+
+
+@dataclass
+class FinetuneConfig:
+    """Hyper-parameters of the semi-supervised fine-tune (sources in the module docstring)."""
+
+    percent: float = 1.0  # labelled percentage: 1 | 10 (shipped splits) or any other
+    split_file: str | None = None  # specssl split file or SimCLR's ImageNet image-name list
+    split_seed: int = 0  # seed of the split (shipped files: 0)
+    epochs: int | None = None  # default: SIMCLR_EPOCHS (60 for 1%, 30 for 10%)
+    max_steps: int = -1  # stop early (tests, smoke runs)
+    batch_size: int = 256
+    lr_backbone: float = 0.05  # base lr for batch 256 (SimCLR B.5: 0.05 x B/256)
+    lr_head: float = 0.5  # base lr of the new linear head (tune; SimCLR/BYOL: = lr_backbone)
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 0.0  # SimCLR: no regularisation
+    seed: int = 0
+    num_workers: int = 0
+    accelerator: str = "auto"
+    precision: str = "32-true"
+    eval_batch_size: int = 512
+    enable_progress_bar: bool = False
+
+    def resolved_epochs(self) -> int:
+        if self.epochs is not None:
+            return self.epochs
+        return SIMCLR_EPOCHS[1] if self.percent <= 1 else SIMCLR_EPOCHS[10]
+
+    def validate(self) -> None:
+        checks = [
+            (0 < self.percent <= 100, "percent", "must be in (0, 100]"),
+            (self.epochs is None or self.epochs >= 1, "epochs", "must be >= 1"),
+            (self.batch_size >= 2, "batch_size", "must be >= 2"),
+            (self.lr_backbone >= 0, "lr_backbone", "must be >= 0"),
+            (self.lr_head > 0, "lr_head", "must be > 0"),
+            (self.weight_decay >= 0, "weight_decay", "must be >= 0"),
+        ]
+        for ok, key, rule in checks:
+            if not ok:
+                raise ValueError(f"finetune {key} {rule}, got {getattr(self, key)!r}")
+
+
+@dataclass
+class FinetuneResult:
+    top1: float  # % on the test split
+    top5: float
+    num_labelled: int
+    split: str  # where the labelled subset came from
+    epochs: int
+    steps: int
+    wall_time_s: float
+    config: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+#: Every colour / photometric operation of :class:`AugmentConfig` switched off.
+_NO_COLOUR_OPS = dict.fromkeys(
+    ("brightness", "contrast", "saturation", "hue", "jitter_p", "gray_p", "blur_p", "solarize_p"),
+    0.0,
+)
+
+
+def crop_flip_view(dataset: str) -> AugmentConfig:
+    """The fine-tuning augmentation: the dataset's pretraining crop (size, scale) and flip,
+    no colour jitter, grayscale, blur or solarisation (SimCLR B.5: crop + flip only)."""
+    if dataset == "digits":
+        base = digits_views(num_views=1)[0]  # no flip: a mirrored digit is another symbol
+    elif dataset == "imagefolder":
+        base = imagenet_views(num_views=1, blur_p=0.0, solarize_p=0.0)[0]
+    else:
+        stats = dataset if dataset in ("cifar10", "cifar100", "stl10") else "cifar10"
+        size = 96 if dataset == "stl10" else 32
+        base = cifar_views(stats, crop_size=size, num_views=1, solarize_p=0.0)[0]
+    return base.replace(**_NO_COLOUR_OPS)
+
+
+def labelled_indices(
+    dataset: str,
+    train_set: TensorImageDataset | IndexedImageDataset,
+    percent: float,
+    *,
+    split_file: str | None = None,
+    seed: int = 0,
+) -> tuple[torch.Tensor, str]:
+    """Training indices of the labelled subset and a description of where they came from.
+
+    ``split_file`` wins; else the shipped split of ``dataset`` at ``percent`` (seed 0);
+    else, for in-memory datasets without a shipped split (CIFAR-100, digits, stl10, other
+    percentages), :func:`make_split` on the training labels. ImageNet (``imagefolder``) needs
+    a split file.
+    """
+    targets = train_set.targets
+    if split_file is not None:
+        found = read_split_file(split_file)
+        if isinstance(found, Split):
+            found.check_labels(targets)
+            return found.indices, f"file {split_file}"
+        base = getattr(train_set, "base", None)
+        if base is None or not hasattr(base, "samples"):
+            raise ValueError(
+                f"split file {split_file} lists image names: only for imagefolder datasets"
+            )
+        paths = [str(p) for p, _ in base.samples]
+        return indices_from_image_names(found, paths), f"image list {split_file}"
+    if percent in SHIPPED.get(dataset, ()) and seed == 0:
+        split = load_split(dataset, percent, train_labels=targets)
+        return split.indices, f"shipped {dataset} {percent:g}% seed 0"
+    if dataset == "imagefolder":
+        raise ValueError(
+            "ImageNet / imagefolder needs --split-file: SimCLR's 1percent.txt or 10percent.txt "
+            "(one image file name per line)"
+        )
+    indices = make_split(targets, percent / 100, seed, num_classes=train_set.num_classes)
+    return indices, f"make_split({dataset}, {percent:g}%, seed {seed})"
+
+
+def _subset(ds: TensorImageDataset | IndexedImageDataset, idx: torch.Tensor) -> Dataset:
+    if isinstance(ds, TensorImageDataset):
+        return TensorImageDataset(
+            ds.images[idx], ds.labels[idx], ds.transform, classes=ds.classes,
+            num_classes=ds.num_classes,
+        )  # fmt: skip
+    return IndexedImageDataset(ds.base, ds.targets, ds.classes, idx)
+
+
+class FinetuneModule(L.LightningModule):
+    """Backbone + new linear head trained with cross-entropy on labelled images.
+
+    Training batches: ``(images, labels)`` with ``images`` uint8 ``(B, 3, H, W)`` (augmented
+    here on the device by ``augment``) or already augmented float views (per-image pipeline,
+    ``augment=None``). Test batches: un-augmented uint8 images, normalized by ``normalize``.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        feat_dim: int,
+        num_classes: int,
+        cfg: FinetuneConfig,
+        augment: nn.Module | None,
+        normalize: nn.Module,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(feat_dim, num_classes)
+        self.cfg, self.augment, self.normalize = cfg, augment, normalize
+        self.num_classes = num_classes
+        self._correct = torch.zeros(2, dtype=torch.float64)
+        self._count = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, num_classes)`` of normalized images ``x: (B, 3, H, W)``."""
+        return self.head(self.backbone(x))
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        if self.augment is not None and images.dtype == torch.uint8:
+            images = self.augment(images)
+        logits = self(images)
+        loss = F.cross_entropy(logits, labels)
+        acc = (logits.argmax(1) == labels).float().mean() * 100
+        self.log("finetune/loss", loss, prog_bar=True, batch_size=labels.shape[0])
+        self.log("finetune/train_acc", acc, prog_bar=True, batch_size=labels.shape[0])
+        return loss
+
+    def on_test_epoch_start(self) -> None:
+        self._correct = torch.zeros(2, dtype=torch.float64)
+        self._count = 0
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        images, labels = batch
+        logits = self(self.normalize(images))
+        top = logits.topk(min(5, self.num_classes), dim=1).indices
+        hit = top == labels[:, None]
+        self._correct += torch.stack([hit[:, 0].sum(), hit.any(1).sum()]).double().cpu()
+        self._count += int(labels.shape[0])
+
+    def accuracy(self) -> tuple[float, float]:
+        """Top-1 and top-5 accuracy (%) of the last test run."""
+        if self._count == 0:
+            raise RuntimeError("no test batch was evaluated")
+        top1, top5 = (self._correct * 100 / self._count).tolist()
+        return top1, top5
+
+    def configure_optimizers(self):
+        cfg = self.cfg
+        scale = cfg.batch_size / 256
+        groups = [
+            {"params": list(self.backbone.parameters()), "lr": cfg.lr_backbone * scale},
+            {"params": list(self.head.parameters()), "lr": cfg.lr_head * scale},
+        ]
+        optimizer = torch.optim.SGD(
+            groups,
+            lr=cfg.lr_head * scale,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov,
+            weight_decay=cfg.weight_decay,
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def _eval_image_transform(dataset: str):
+    """Per-image part of the test transform: resize 256 + centre crop 224 for imagefolder
+    (normalisation runs batched on the device); nothing for in-memory datasets."""
+    if dataset != "imagefolder":
+        return None
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.ToImage(), v2.Resize(256, antialias=True), v2.CenterCrop(224)])
+
+
+def _quiet_lightning() -> None:
+    """Drop Lightning's start-up chatter (device summary, tips, known deprecation noise)."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+
+
+def finetune(
+    checkpoint: str | Path,
+    cfg: FinetuneConfig | None = None,
+    *,
+    data_root: str | None = None,
+    out_dir: str | Path | None = None,
+) -> FinetuneResult:
+    """Fine-tune the backbone of ``checkpoint`` on the labelled subset, test top-1/top-5.
+
+    ``checkpoint``: a ``.ckpt`` file or a run directory (:func:`specssl.eval.checkpoint.
+    load_checkpoint`). ``data_root`` overrides the checkpoint's dataset directory. With
+    ``out_dir``, writes
+    ``finetune.json`` (the result) and ``finetuned.pt`` (``{"backbone", "head"}`` state dicts).
+    """
+    from specssl.eval.checkpoint import load_checkpoint
+
+    cfg = cfg or FinetuneConfig()
+    cfg.validate()
+    loaded = load_checkpoint(checkpoint)
+    backbone = loaded.backbone.train()  # loaded in eval mode; BatchNorm must train here
+    data = loaded.config.data
+    name, root = data.name, data_root if data_root is not None else data.root
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    _quiet_lightning()
+
+    on_device = name != "imagefolder"
+    view = crop_flip_view(name)
+    train_full = build_dataset(
+        name, root, "train", transform=None if on_device else build_transform(view)
+    )
+    test_set = build_dataset(name, root, "test", transform=_eval_image_transform(name))
+    idx, source = labelled_indices(
+        name, train_full, cfg.percent, split_file=cfg.split_file, seed=cfg.split_seed
+    )
+    train_set = _subset(train_full, idx)
+    batch = min(cfg.batch_size, len(train_set))
+    stats = dataset_stats("imagenet" if name == "imagefolder" else name)
+    model = FinetuneModule(
+        backbone,
+        backbone.out_dim,
+        train_full.num_classes,
+        cfg,
+        BatchedAugment(view) if on_device else None,
+        Normalize(*stats),
+    )
+    loader_args = {"num_workers": cfg.num_workers, "pin_memory": torch.cuda.is_available()}
+    train_loader = DataLoader(
+        train_set,
+        batch_size=batch,
+        shuffle=True,
+        drop_last=len(train_set) % batch == 1,  # a batch of one breaks BatchNorm
+        generator=torch.Generator().manual_seed(cfg.seed),
+        **loader_args,
+    )
+    test_loader = DataLoader(test_set, batch_size=cfg.eval_batch_size, **loader_args)
+    epochs = cfg.resolved_epochs()
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        max_steps=cfg.max_steps,
+        accelerator=cfg.accelerator,
+        devices=1,
+        precision=cfg.precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=cfg.enable_progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+    )
+    start = time.perf_counter()
+    trainer.fit(model, train_dataloaders=train_loader)
+    wall = time.perf_counter() - start
+    trainer.test(model, dataloaders=test_loader, verbose=False)
+    top1, top5 = model.accuracy()
+    result = FinetuneResult(
+        top1=top1,
+        top5=top5,
+        num_labelled=len(train_set),
+        split=source,
+        epochs=epochs,
+        steps=int(trainer.global_step),
+        wall_time_s=wall,
+        config={**asdict(cfg), "checkpoint": str(checkpoint), "dataset": name},
+    )
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "finetune.json").write_text(json.dumps(result.to_json(), indent=2))
+        torch.save(
+            {"backbone": model.backbone.state_dict(), "head": model.head.state_dict()},
+            out / "finetuned.pt",
+        )
+    return result
