@@ -309,6 +309,7 @@ COLUMNS = [
     ("linear_top5", "linear top-5 %", "{:.2f}"),
     ("z_condition", "λmin/λmax of Z", "{:.2e}"),
     ("z_stable_rank", "stable rank of Z", "{:.3f}"),
+    ("z_effective_rank", "effective rank of Z", "{:.1f}"),
     ("wall_time_s", "wall time", "{}"),
     ("images_per_s", "images/s (training run)", "{:.0f}"),
     ("step_images_per_s", "images/s (side by side)", "{:.0f}"),

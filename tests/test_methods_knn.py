@@ -56,6 +56,14 @@ def test_every_method_trains_one_step_and_exposes_its_transform(name):
         assert zhat.shape == (32, 8) and method.spectral_axis in ("batch", "channel")
 
 
+@pytest.mark.parametrize("name", ["intl", "barlow_twins", "byol"])
+def test_unknown_method_option_is_a_one_line_config_error(name):
+    backbone = build_backbone("resnet18", cifar_stem=True, width=4)
+    cfg = MethodConfig(name=name, proj_hidden_dim=32, proj_output_dim=8, options={"queue": 9})
+    with pytest.raises(ConfigError, match=r"method\.options\.queue.*unknown option"):
+        build_method(backbone, cfg)
+
+
 def test_intl_m_target_follows_online_by_ema_and_gets_no_gradient():
     method = tiny_method("intl_m")
     assert all(not p.requires_grad for p in method.target_backbone.parameters())

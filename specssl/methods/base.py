@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -33,10 +33,12 @@ class Method(nn.Module):
 
     name: ClassVar[str] = ""
     needs_global_batch: ClassVar[bool] = False  # gather embeddings across ranks before the loss
+    OPTIONS: ClassVar[dict[str, Any]] = {}  # accepted ``method.options`` keys and defaults
 
     def __init__(self, backbone: nn.Module, cfg: MethodConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.options = method_options(cfg, self.name, self.OPTIONS)
         self.backbone = backbone
         self.projector = MLPHead(
             backbone.out_dim, cfg.proj_hidden_dim, cfg.proj_output_dim, num_layers=cfg.proj_layers
@@ -73,6 +75,17 @@ class Method(nn.Module):
         """The transformation the loss applies to an embedding batch ``(m, d)`` (for the
         spectrum monitor), or ``None`` when the method has none."""
         return None
+
+
+def method_options(cfg: MethodConfig, method: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    """``defaults`` updated by ``cfg.options``; an unknown key is a one-line ConfigError."""
+    for key in cfg.options:
+        if key not in defaults:
+            raise ConfigError(
+                f"config key 'method.options.{key}': unknown option for method {method!r} "
+                f"(accepted: {sorted(defaults)})"
+            )
+    return {**defaults, **dict(cfg.options)}
 
 
 def build_loss(loss_cls: type[nn.Module], kwargs: dict, method: str) -> nn.Module:

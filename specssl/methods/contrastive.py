@@ -17,21 +17,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from specssl.losses import MoCoLoss, NTXentLoss
-from specssl.methods.base import Method, MethodOutput, SymmetricLossMethod, build_loss
+from specssl.methods.base import (
+    Method,
+    MethodOutput,
+    SymmetricLossMethod,
+    build_loss,
+    method_options,
+)
 from specssl.models import MLPHead, cosine_momentum, ema_update_, make_target
 from specssl.train.config import ConfigError, MethodConfig
 from specssl.train.distributed import world_size
-
-
-def method_options(cfg: MethodConfig, method: str, defaults: dict[str, Any]) -> dict[str, Any]:
-    """``defaults`` updated by ``cfg.options``; an unknown key is a one-line ConfigError."""
-    for key in cfg.options:
-        if key not in defaults:
-            raise ConfigError(
-                f"config key 'method.options.{key}': unknown option for method {method!r} "
-                f"(accepted: {sorted(defaults)})"
-            )
-    return {**defaults, **dict(cfg.options)}
 
 
 def contrastive_projector(in_dim: int, cfg: MethodConfig, batch_norm: bool) -> MLPHead:

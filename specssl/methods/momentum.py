@@ -6,7 +6,7 @@ BYOL (also a momentum method) lives in :mod:`specssl.methods.siamese` next to Si
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from itertools import permutations
 from typing import Any, ClassVar
 
@@ -15,22 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from specssl.losses import DINOLoss, INTLLoss
-from specssl.methods.base import Method, MethodOutput, build_loss
+from specssl.methods.base import Method, MethodOutput, build_loss, method_options
 from specssl.methods.whitening import iternorm_of
 from specssl.models import cosine_momentum, ema_update_, make_target
 from specssl.train.config import ConfigError, MethodConfig
 from specssl.train.distributed import gather_with_grad
-
-
-def method_options(cfg: MethodConfig, defaults: Mapping[str, Any], method: str) -> dict[str, Any]:
-    """``defaults`` updated by ``cfg.options``; an unknown key is a one-line ConfigError."""
-    for key in cfg.options:
-        if key not in defaults:
-            raise ConfigError(
-                f"config key 'method.options.{key}': unknown option for method {method!r} "
-                f"(accepted: {sorted(defaults)})"
-            )
-    return {**defaults, **cfg.options}
 
 
 def encode(backbone: nn.Module, head: nn.Module, views: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -197,7 +186,7 @@ class DINO(MomentumMethod):
 
     def build_heads(self) -> None:
         cfg = self.cfg
-        opts = method_options(cfg, self.OPTIONS, self.name)
+        opts = method_options(cfg, self.name, self.OPTIONS)
         self.freeze_last_layer_epochs = int(opts["freeze_last_layer_epochs"])
         self.projector = dino_mlp(
             self.backbone.out_dim,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
 
 import torch
 from torch import nn
@@ -18,19 +17,7 @@ from torch import nn
 from specssl.losses import BarlowTwinsLoss, VICRegLoss
 from specssl.losses.barlow import batch_standardize
 from specssl.methods.base import SymmetricLossMethod
-from specssl.train.config import ConfigError, MethodConfig
-
-
-def check_options(cfg: MethodConfig, method: str, defaults: dict[str, Any]) -> dict[str, Any]:
-    """``defaults`` updated by ``cfg.options``; an unknown key is a one-line ConfigError."""
-    for key in cfg.options:
-        if key not in defaults:
-            accepted = sorted(defaults) if defaults else "none"
-            raise ConfigError(
-                f"config key 'method.options.{key}': unknown option for method {method!r} "
-                f"(accepted: {accepted})"
-            )
-    return {**defaults, **dict(cfg.options)}
+from specssl.train.config import MethodConfig
 
 
 class BarlowTwins(SymmetricLossMethod):
@@ -43,10 +30,6 @@ class BarlowTwins(SymmetricLossMethod):
     name = "barlow_twins"
     loss_cls = BarlowTwinsLoss
     needs_global_batch = True
-
-    def __init__(self, backbone: nn.Module, cfg: MethodConfig) -> None:
-        check_options(cfg, self.name, {})
-        super().__init__(backbone, cfg)
 
     def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
         return partial(batch_standardize, eps=self.loss_fn.eps)
@@ -64,5 +47,4 @@ class VICReg(SymmetricLossMethod):
     needs_global_batch = True
 
     def __init__(self, backbone: nn.Module, cfg: MethodConfig) -> None:
-        check_options(cfg, self.name, {})
         super().__init__(backbone, cfg)

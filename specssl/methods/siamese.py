@@ -10,7 +10,7 @@ from torch import nn
 
 from specssl.losses import NegativeCosineLoss
 from specssl.methods.base import Method, MethodOutput, build_loss
-from specssl.methods.momentum import MomentumMethod, method_options
+from specssl.methods.momentum import MomentumMethod
 from specssl.models import MLPHead
 from specssl.train.config import MethodConfig
 
@@ -54,7 +54,6 @@ class BYOL(MomentumMethod):
     name = "byol"
 
     def build_heads(self) -> None:
-        method_options(self.cfg, {}, self.name)
         self.predictor = predictor_for(self.cfg)
         self.loss_fn = build_loss(NegativeCosineLoss, dict(self.cfg.loss), self.name)
 
@@ -88,7 +87,6 @@ class SimSiam(Method):
 
     def __init__(self, backbone: nn.Module, cfg: MethodConfig) -> None:
         super().__init__(backbone, cfg)
-        method_options(cfg, {}, self.name)
         self.projector = MLPHead(
             backbone.out_dim,
             cfg.proj_hidden_dim,

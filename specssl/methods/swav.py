@@ -11,8 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from specssl.losses import SwAVLoss
-from specssl.methods.base import Method, MethodOutput, build_loss
-from specssl.methods.redundancy import check_options
+from specssl.methods.base import Method, MethodOutput, build_loss, method_options
 from specssl.train.config import ConfigError, MethodConfig
 
 
@@ -47,7 +46,7 @@ class SwAV(Method):
     OPTIONS: ClassVar[dict[str, int]] = {"num_prototypes": 3000, "freeze_prototypes_epochs": 1}
 
     def __init__(self, backbone: nn.Module, cfg: MethodConfig) -> None:
-        opts = check_options(cfg, self.name, self.OPTIONS)
+        opts = method_options(cfg, self.name, self.OPTIONS)
         for key, low in (("num_prototypes", 1), ("freeze_prototypes_epochs", 0)):
             value = opts[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
