@@ -87,6 +87,7 @@ def budget_overrides(args: argparse.Namespace, method: str) -> list[str]:
         "data.views=cifar",
         "data.num_views=2",
         "data.num_small_crops=0",
+        "data.solarize_p=[0.0,0.2]",
         "data.augment_on_device=true",
         "data.subset=null",
         "backbone.name=resnet18",
@@ -177,8 +178,11 @@ def embedding_spectrum(module: SSLModule, features: torch.Tensor) -> dict[str, f
     }
 
 
-def load_trained(cfg: Config, datamodule: SSLDataModule) -> SSLModule:
+def load_trained(cfg: Config, datamodule: SSLDataModule) -> SSLModule | None:
+    """The run's last checkpoint (the last good one if it diverged), or ``None``."""
     ckpt = run_dir_of(cfg) / "checkpoints" / "last.ckpt"
+    if not ckpt.exists():
+        return None
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     module = SSLModule(cfg, datamodule.num_classes, eval_transform=datamodule.eval_transform())
     module.load_state_dict(state["state_dict"])
@@ -238,7 +242,8 @@ def run_method(method: str, args: argparse.Namespace) -> dict:
         if args.train_only:
             return row
         module = load_trained(cfg, datamodule)
-    row.update(evaluate(module, datamodule, args))
+    if module is not None:  # a run that diverged before its first checkpoint has no model
+        row.update(evaluate(module, datamodule, args))
     row.update(
         {
             "epochs": args.epochs,
@@ -319,12 +324,20 @@ COLUMNS = [
 
 
 def _fmt(key: str, fmt: str, value) -> str:
+    if key == "method" and isinstance(value, dict):  # (name, diverged message)
+        return f"{value['name']} (diverged: {value['diverged'].split(':')[0]})"
     if value is None or (isinstance(value, float) and value != value):
         return "–"
     if key == "wall_time_s":
         minutes, seconds = divmod(round(value), 60)
         return f"{minutes}m{seconds:02d}s" if value else "–"
     return fmt.format(value)
+
+
+def _cell(row: dict, key: str):
+    if key == "method" and row.get("diverged"):
+        return {"name": row["method"], "diverged": row["diverged"]}
+    return row.get(key)
 
 
 def load_rows() -> list[dict]:
@@ -346,7 +359,7 @@ def write_report(rows: list[dict]) -> None:
         writer.writerows(rows)
     header = "| " + " | ".join(title for _, title, _ in COLUMNS) + " |"
     rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
-    body = ["| " + " | ".join(_fmt(k, f, r.get(k)) for k, _, f in COLUMNS) + " |" for r in rows]
+    body = ["| " + " | ".join(_fmt(k, f, _cell(r, k)) for k, _, f in COLUMNS) + " |" for r in rows]
     done = {r["method"] for r in rows}
     missing = [m for m in ZOO if m not in done]
     table = "\n".join([header, rule, *body])

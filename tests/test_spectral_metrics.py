@@ -179,3 +179,26 @@ def test_spectral_summary_collapsed_and_bad_shape():
     assert not any(math.isnan(v) for v in s.values())
     with pytest.raises(ValueError, match=r"spectral_summary expects z of shape \(m, d\)"):
         spectral_summary(torch.ones(2, 8, 4))
+
+
+def _failing_eigvalsh(*args, **kwargs):
+    raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge (simulated)")
+
+
+@pytest.mark.parametrize(
+    ("axis", "m", "d"), [("batch", 40, 12), ("batch", 8, 12), ("channel", 40, 12)]
+)
+def test_spectrum_falls_back_to_svd_when_eigvalsh_does_not_converge(axis, m, d, gen, monkeypatch):
+    z = torch.randn(m, d, generator=gen, dtype=torch.float64) * torch.logspace(0, -6, d)
+    expected = spectrum(z, axis)
+    monkeypatch.setattr(torch.linalg, "eigvalsh", _failing_eigvalsh)
+    fallback = spectrum(z, axis)
+    assert fallback.shape == expected.shape
+    torch.testing.assert_close(fallback, expected, rtol=1e-8, atol=1e-14)
+
+
+def test_spectrum_reports_when_no_solver_converges(gen, monkeypatch):
+    monkeypatch.setattr(torch.linalg, "eigvalsh", _failing_eigvalsh)
+    monkeypatch.setattr(torch.linalg, "svdvals", _failing_eigvalsh)
+    with pytest.raises(ValueError, match="neither eigvalsh nor svdvals converged on a 16 x 4"):
+        spectrum(torch.randn(16, 4, generator=gen, dtype=torch.float64))

@@ -36,14 +36,41 @@ def spectrum(
     the ``m x m`` covariance over channels (``m`` values). Divisor ``n - 1``. Computed in
     ``dtype`` (float64 by default, so tiny eigenvalues of a collapsing embedding are resolved).
     Differentiable. Returns ``(..., d)`` or ``(..., m)``.
+
+    LAPACK's symmetric eigensolver can fail to converge on a covariance with a huge dynamic
+    range and many (near-)repeated eigenvalues (seen on 2048-d embeddings at random init); the
+    eigenvalues are then the squared singular values of the centred data (``σ² / (n - 1)``, a
+    different LAPACK algorithm on a better-conditioned problem). Only if that fails too is a
+    ``ValueError`` raised.
     """
     check_embedding(z, check_finite=check_finite)
     with full_precision(z):
         x = to_groups(z.to(dtype), axis, 1)[..., 0, :, :]
         if x.shape[-2] < 2:
             raise ValueError(f"spectrum on the {axis} axis needs at least 2 observations")
-        evals = torch.linalg.eigvalsh(covariance(center(x)))
-    return evals.flip(-1).clamp_min(0)
+        centred = center(x)
+        try:
+            evals = torch.linalg.eigvalsh(covariance(centred)).flip(-1)
+        except torch.linalg.LinAlgError:
+            evals = _spectrum_by_svd(centred, axis)
+    return evals.clamp_min(0)
+
+
+def _spectrum_by_svd(centred: torch.Tensor, axis: Axis) -> torch.Tensor:
+    """Descending covariance eigenvalues ``σ_i² / (n - 1)`` of centred observations
+    ``(..., n, c)``, zero-padded to ``c`` values."""
+    n, c = centred.shape[-2:]
+    try:
+        sigma = torch.linalg.svdvals(centred)
+    except torch.linalg.LinAlgError as err:
+        raise ValueError(
+            f"spectrum on the {axis} axis: neither eigvalsh nor svdvals converged on a "
+            f"{n} x {c} embedding ({err})"
+        ) from err
+    evals = sigma.square() / (n - 1)
+    if evals.shape[-1] < c:
+        evals = torch.nn.functional.pad(evals, (0, c - evals.shape[-1]))
+    return evals
 
 
 def _positive_or_one(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
