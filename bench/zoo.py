@@ -37,6 +37,7 @@ import os
 import shlex
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -189,12 +190,30 @@ def load_trained(cfg: Config, datamodule: SSLDataModule) -> SSLModule | None:
     return module
 
 
+def recipe_of(cfg: Config) -> dict:
+    """The per-method part of a run's config (its recipe's ``method`` and ``optim``)."""
+    return json.loads(json.dumps({"method": asdict(cfg.method), "optim": asdict(cfg.optim)}))
+
+
+def is_stale(row: dict, args: argparse.Namespace) -> bool:
+    """A row whose recorded recipe differs from the current ``configs/cifar10/<method>.yaml``
+    (a default changed since it ran): shown as stale, rerun it."""
+    if row["method"] == RANDOM_INIT or "recipe" not in row:
+        return False
+    return row["recipe"] != recipe_of(config_of(args, row["method"]))
+
+
 def train_once(cfg: Config) -> dict:
     """Pretrain (resuming an interrupted run); a finished run is read back from its
     ``results.json``. Divergence is a result too: the row records the diagnosis."""
     from specssl.train.module import TrainingDivergedError
 
-    saved = run_dir_of(cfg) / "results.json"
+    run_dir = run_dir_of(cfg)
+    if (run_dir / "config.yaml").exists():
+        previous = recipe_of(load_config(run_dir / "config.yaml"))
+        if previous != recipe_of(cfg):  # the recipe changed: keep the old run aside, start anew
+            run_dir.rename(run_dir.with_name(f"{run_dir.name}.stale-{int(time.time())}"))
+    saved = run_dir / "results.json"
     meta_file = run_dir_of(cfg) / "zoo_train_meta.json"
     if saved.exists():
         result = json.loads(saved.read_text())
@@ -233,7 +252,7 @@ def run_method(method: str, args: argparse.Namespace) -> dict:
     cfg = config_of(args, method)
     torch.manual_seed(cfg.seed)
     datamodule = SSLDataModule(cfg)
-    row: dict = {"method": method}
+    row: dict = {"method": method, "recipe": recipe_of(cfg)}
     if method == RANDOM_INIT:
         module = SSLModule(cfg, datamodule.num_classes, eval_transform=datamodule.eval_transform())
         row.update({"wall_time_s": 0.0, "images_per_s": float("nan"), "steps": 0})
@@ -324,8 +343,9 @@ COLUMNS = [
 
 
 def _fmt(key: str, fmt: str, value) -> str:
-    if key == "method" and isinstance(value, dict):  # (name, diverged message)
-        return f"{value['name']} (diverged: {value['diverged'].split(':')[0]})"
+    if key == "method" and isinstance(value, dict):  # name and a note
+        note = value.get("note") or "diverged: " + value["diverged"].split(":")[0]
+        return f"{value['name']} ({note})"
     if value is None or (isinstance(value, float) and value != value):
         return "–"
     if key == "wall_time_s":
@@ -335,17 +355,20 @@ def _fmt(key: str, fmt: str, value) -> str:
 
 
 def _cell(row: dict, key: str):
+    if key == "method" and row.get("stale"):
+        return {"name": row["method"], "note": "stale: its recipe changed since; rerun"}
     if key == "method" and row.get("diverged"):
         return {"name": row["method"], "diverged": row["diverged"]}
     return row.get(key)
 
 
-def load_rows() -> list[dict]:
+def load_rows(args: argparse.Namespace) -> list[dict]:
     rows = {p.stem: json.loads(p.read_text()) for p in sorted(ROWS_DIR.glob("*.json"))}
     speeds = json.loads(THROUGHPUT.read_text()) if THROUGHPUT.exists() else {}
     for method, row in rows.items():
         if method in speeds:
             row["step_images_per_s"] = speeds[method]["images_per_s"]
+        row["stale"] = is_stale(row, args)
     order = [RANDOM_INIT, *ZOO]
     return [rows[m] for m in order if m in rows] + [r for m, r in rows.items() if m not in order]
 
@@ -401,7 +424,9 @@ def main() -> None:
             print(f"{method:>14}: {speed:8.1f} images/s")
     elif not args.report_only:
         for method in args.methods:
-            if args.skip_done and (ROWS_DIR / f"{method}.json").exists():
+            row_file = ROWS_DIR / f"{method}.json"
+            done = row_file.exists() and not is_stale(json.loads(row_file.read_text()), args)
+            if args.skip_done and done:
                 continue
             print(f"=== {method}", flush=True)
             row = run_method(method, args)
@@ -409,8 +434,8 @@ def main() -> None:
                 continue
             (ROWS_DIR / f"{method}.json").write_text(json.dumps(row, indent=2))
             print(json.dumps(row, indent=2), flush=True)
-            write_report(load_rows())
-    write_report(load_rows())
+            write_report(load_rows(args))
+    write_report(load_rows(args))
     print((RESULTS / "cifar10_cpu.md").read_text())
 
 

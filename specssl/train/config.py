@@ -69,6 +69,8 @@ class OptimConfig:
     warmup_epochs: float = 2.0
     min_lr_ratio: float = 0.0
     exclude_bias_and_norm: bool = False  # no weight decay on biases and norm layers
+    lars_eta: float = 0.02  # LARS trust coefficient
+    lars_clip_lr: bool = False  # LARS step min(trust, lr) instead of lr * trust (solo-learn)
     classifier_lr: float = 0.1  # online linear probe (own param group, no weight decay)
 
 

@@ -26,15 +26,26 @@ def _is_bias_or_norm(name: str, param: torch.nn.Parameter) -> bool:
 class LARS(torch.optim.SGD):
     """SGD with layer-wise adaptive rate scaling (You et al., 2017), as used by BYOL/Barlow Twins.
 
-    Each parameter's update is scaled by ``eta ‖w‖ / (‖g‖ + wd ‖w‖)`` unless its group sets
-    ``lars_exclude`` (biases and norm layers, by convention).
+    Each parameter's gradient (plus weight decay) is scaled by the trust ratio
+    ``r = eta ‖w‖ / (‖g‖ + wd ‖w‖)`` before the momentum-SGD step with learning rate ``lr``, so
+    the step is ``lr · r · (g + wd w)``. With ``clip_lr`` (solo-learn's LARS, used by its CIFAR
+    recipes) the factor is ``min(r / lr, 1)`` instead: the step is ``min(r, lr) · (g + wd w)``,
+    never larger than plain SGD's and ``1/lr`` times larger than unclipped LARS once ``r < lr``.
+    Groups with ``lars_exclude`` (biases and norm layers, by convention) and parameters whose
+    weight or gradient norm is 0 take the plain SGD step.
     """
 
     def __init__(
-        self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02
+        self,
+        params,
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        eta: float = 0.02,
+        clip_lr: bool = False,
     ) -> None:
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-        self.eta = eta
+        self.eta, self.clip_lr = eta, clip_lr
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -46,9 +57,11 @@ class LARS(torch.optim.SGD):
                     continue
                 w_norm, g_norm = p.norm(), p.grad.norm()
                 denom = g_norm + group["weight_decay"] * w_norm
-                trust = torch.where(
-                    (w_norm > 0) & (denom > 0), self.eta * w_norm / denom, torch.ones_like(w_norm)
-                )
+                scaled = (w_norm > 0) & (g_norm > 0)
+                trust = self.eta * w_norm / torch.where(scaled, denom, torch.ones_like(denom))
+                if self.clip_lr:
+                    trust = (trust / group["lr"]).clamp(max=1.0) if group["lr"] > 0 else trust
+                trust = torch.where(scaled, trust, torch.ones_like(trust))
                 p.grad.add_(p, alpha=group["weight_decay"]).mul_(trust)
             # weight decay already folded into the trust-scaled gradient
         saved = [g["weight_decay"] for g in self.param_groups]
@@ -93,5 +106,7 @@ def build_optimizer(
     if cfg.name == "adamw":
         return torch.optim.AdamW(groups, lr=lr)
     if cfg.name == "lars":
-        return LARS(groups, lr=lr, momentum=cfg.momentum)
+        return LARS(
+            groups, lr=lr, momentum=cfg.momentum, eta=cfg.lars_eta, clip_lr=cfg.lars_clip_lr
+        )
     raise ConfigError(f"config key 'optim.name': unknown optimizer {cfg.name!r} (sgd|adamw|lars)")

@@ -1,0 +1,59 @@
+"""LARS and the warm-up cosine schedule against hand-computed single steps."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from specssl.train.optim import LARS, warmup_cosine
+
+ETA, WD = 0.02, 1e-4
+
+
+def one_step(lr: float, clip_lr: bool, weight: torch.Tensor, grad: torch.Tensor, **group):
+    p = torch.nn.Parameter(weight.clone())
+    opt = LARS([{"params": [p], "weight_decay": WD, **group}], lr=lr, eta=ETA, clip_lr=clip_lr)
+    p.grad = grad.clone()
+    opt.step()
+    return weight - p.detach()  # the step taken
+
+
+@pytest.mark.parametrize("clip_lr", [False, True])
+@pytest.mark.parametrize("lr", [0.3, 1e-4])
+def test_lars_step_matches_the_trust_ratio_formula(lr, clip_lr):
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(6, 4, generator=gen, dtype=torch.float64)
+    g = 5 * torch.randn(6, 4, generator=gen, dtype=torch.float64)
+    trust = ETA * w.norm() / (g.norm() + WD * w.norm())
+    factor = min(trust / lr, 1.0) if clip_lr else trust
+    expected = lr * factor * (g + WD * w)
+    torch.testing.assert_close(one_step(lr, clip_lr, w, g), expected, rtol=1e-6, atol=1e-9)
+
+
+def test_lars_clip_makes_the_step_min_of_trust_and_lr():
+    gen = torch.Generator().manual_seed(1)
+    w = torch.randn(8, generator=gen, dtype=torch.float64)
+    g = torch.randn(8, generator=gen, dtype=torch.float64)
+    trust = float(ETA * w.norm() / (g.norm() + WD * w.norm()))
+    lr = 0.3
+    assert trust < lr  # the regime where clipping enlarges the step by 1 / lr
+    clipped, plain = one_step(lr, True, w, g), one_step(lr, False, w, g)
+    torch.testing.assert_close(clipped, plain / lr, rtol=1e-5, atol=1e-9)
+
+
+def test_lars_excluded_groups_and_zero_norm_parameters_take_the_plain_sgd_step():
+    gen = torch.Generator().manual_seed(2)
+    w = torch.randn(5, generator=gen, dtype=torch.float64)
+    g = torch.randn(5, generator=gen, dtype=torch.float64)
+    excluded = one_step(0.3, True, w, g, lars_exclude=True)
+    torch.testing.assert_close(excluded, 0.3 * (g + WD * w))
+    zeros = torch.zeros(5, dtype=torch.float64)
+    torch.testing.assert_close(one_step(0.3, False, zeros, g), 0.3 * g)
+
+
+def test_warmup_cosine_endpoints():
+    assert warmup_cosine(0, 100, 10) < warmup_cosine(9, 100, 10) <= 1.0
+    assert math.isclose(warmup_cosine(10, 100, 10), 1.0, rel_tol=1e-9)
+    assert warmup_cosine(100, 100, 10) == pytest.approx(0.0, abs=1e-9)
