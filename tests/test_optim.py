@@ -57,3 +57,25 @@ def test_warmup_cosine_endpoints():
     assert warmup_cosine(0, 100, 10) < warmup_cosine(9, 100, 10) <= 1.0
     assert math.isclose(warmup_cosine(10, 100, 10), 1.0, rel_tol=1e-9)
     assert warmup_cosine(100, 100, 10) == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("clip_lr", [False, True])
+def test_lars_with_a_closure_scales_the_gradients_the_closure_computes(clip_lr):
+    """Lightning calls ``optimizer.step(closure)`` with gradients still unset; the trust ratio
+    must come from the gradients the closure computes (it once did not: LARS was plain SGD)."""
+    gen = torch.Generator().manual_seed(3)
+    w = torch.randn(6, 4, generator=gen, dtype=torch.float64)
+    x = torch.randn(10, 4, generator=gen, dtype=torch.float64)
+    p = torch.nn.Parameter(w.clone())
+    opt = LARS([{"params": [p], "weight_decay": WD}], lr=0.3, eta=ETA, clip_lr=clip_lr)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        loss = (x @ p.T).pow(2).sum()
+        loss.backward()
+        return loss
+
+    grad = torch.autograd.functional.jacobian(lambda v: (x @ v.T).pow(2).sum(), w)
+    loss = opt.step(closure)
+    assert loss is not None
+    torch.testing.assert_close(w - p.detach(), one_step(0.3, clip_lr, w, grad), rtol=1e-7, atol=0)

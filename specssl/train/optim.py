@@ -49,6 +49,12 @@ class LARS(torch.optim.SGD):
 
     @torch.no_grad()
     def step(self, closure=None):
+        # The closure (Lightning passes one) computes the gradients: run it first, so the trust
+        # ratios are computed from this step's gradients, not from stale or absent ones.
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
         for group in self.param_groups:
             if group.get("lars_exclude", False):
                 continue
@@ -69,10 +75,11 @@ class LARS(torch.optim.SGD):
             if not g.get("lars_exclude", False):
                 g["weight_decay"] = 0.0
         try:
-            return super().step(closure)
+            super().step()
         finally:
             for g, wd in zip(self.param_groups, saved, strict=True):
                 g["weight_decay"] = wd
+        return loss
 
 
 def build_optimizer(
