@@ -228,6 +228,53 @@ def test_labelled_subset_is_the_seeded_balanced_split():
         labelled_indices("imagefolder", train, 10)
 
 
+def test_optimizer_is_nesterov_sgd_with_separate_scaled_lrs_and_cosine_decay():
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    from specssl.eval.semisup import FinetuneModule
+
+    cfg = FinetuneConfig(batch_size=512, lr_backbone=0.05, lr_head=0.3)
+    model = FinetuneModule(nn.Linear(3, 4), 4, 2, cfg, None, nn.Identity())
+    model.trainer = SimpleNamespace(estimated_stepping_batches=10)
+    conf = model.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    backbone, head = opt.param_groups
+    assert isinstance(opt, torch.optim.SGD)
+    assert backbone["lr"] == pytest.approx(0.05 * 2) and head["lr"] == pytest.approx(0.3 * 2)
+    assert {id(p) for p in backbone["params"]} == {id(p) for p in model.backbone.parameters()}
+    assert {id(p) for p in head["params"]} == {id(p) for p in model.head.parameters()}
+    assert all(
+        g["nesterov"] and g["momentum"] == 0.9 and g["weight_decay"] == 0 for g in (backbone, head)
+    )
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    expected = [0.1 * 0.5 * (1 + np.cos(np.pi * t / 10)) for t in range(10)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-12)
+
+
+def test_imagenet_split_is_a_list_of_image_names(tmp_path):
+    """SimCLR's 1percent.txt format: one file name per line, matched by name in any layout."""
+    from types import SimpleNamespace
+
+    from specssl.data.datasets import IndexedImageDataset
+
+    paths = [f"/data/train/n0{c}/n0{c}_{i}.JPEG" for c in range(3) for i in range(4)]
+    base = SimpleNamespace(samples=[(p, k // 4) for k, p in enumerate(paths)])
+    train = IndexedImageDataset(base, [k // 4 for k in range(12)], ["a", "b", "c"])
+    names = tmp_path / "1percent.txt"
+    names.write_text("n02_3.JPEG\nn00_1.JPEG\n\nn01_0.JPEG\n")
+    idx, source = labelled_indices("imagefolder", train, 1, split_file=str(names))
+    assert idx.tolist() == [1, 4, 11] and source.startswith("image list")
+    names.write_text("n00_1.JPEG\nn09_9.JPEG\n")
+    with pytest.raises(ValueError, match=r"1 of 2 split images are not in the training set"):
+        labelled_indices("imagefolder", train, 1, split_file=str(names))
+
+
 # ---------------------------------------------------------------------------- spectrum report
 @pytest.fixture(scope="module")
 def report(runs, tmp_path_factory) -> dict:

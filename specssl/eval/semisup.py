@@ -307,10 +307,10 @@ def finetune(
 ) -> FinetuneResult:
     """Fine-tune the backbone of ``checkpoint`` on the labelled subset, test top-1/top-5.
 
-    ``checkpoint``: a ``.ckpt`` file or a run directory (:func:`specssl.eval.checkpoint.
-    load_checkpoint`). ``data_root`` overrides the checkpoint's dataset directory. With
-    ``out_dir``, writes
-    ``finetune.json`` (the result) and ``finetuned.pt`` (``{"backbone", "head"}`` state dicts).
+    ``checkpoint``: a ``.ckpt`` file or a run directory (see
+    :func:`specssl.eval.checkpoint.load_checkpoint`). ``data_root`` overrides the checkpoint's
+    dataset directory. With ``out_dir``, writes ``finetune.json`` (the result) and
+    ``finetuned.pt`` (``{"backbone", "head"}`` state dicts).
     """
     from specssl.eval.checkpoint import load_checkpoint
 
