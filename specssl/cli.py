@@ -61,6 +61,17 @@ class _Parser(argparse.ArgumentParser):
         raise _ParserExit(status)
 
 
+def positive_int(text: str) -> int:
+    """argparse ``type=`` for an integer >= 1 (a bad value is a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``specssl`` parser with one subparser per entry of :data:`COMMANDS`."""
     parser = _Parser(

@@ -17,19 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from specssl.cli import positive_int
+
 HELP = "evaluate a checkpoint: kNN, fast linear probe, or the SGD linear protocol"
 
 PROTOCOLS = ("knn", "linear", "linear-sgd")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _non_negative_float(text: str) -> float:
@@ -61,11 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     data = parser.add_argument_group("data")
     data.add_argument("--data-root", help="dataset directory (default: the run's data.root)")
-    data.add_argument("--train-subset", type=_positive_int, help="use this many training images")
-    data.add_argument("--test-subset", type=_positive_int, help="use this many test images")
+    data.add_argument("--train-subset", type=positive_int, help="use this many training images")
+    data.add_argument("--test-subset", type=positive_int, help="use this many test images")
     data.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=256,
         help="images per batch (feature extraction; linear-sgd training) (default: 256)",
     )
@@ -77,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     knn.add_argument(
         "--k",
         nargs="+",
-        type=_positive_int,
+        type=positive_int,
         default=[200, 5],
         help="neighbour counts (default: 200 5); k > 20 temperature-weighted, else majority",
     )
@@ -85,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--temperature", type=_positive_float, default=0.1, help="vote temperature (0.1)"
     )
     lin = parser.add_argument_group("linear / linear-sgd")
-    lin.add_argument("--epochs", type=_positive_int, help="default 100")
+    lin.add_argument("--epochs", type=positive_int, help="default 100")
     lin.add_argument(
         "--lr",
         type=_positive_float,
@@ -102,7 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     lin.add_argument("--seed", type=int, default=0)
     lin.add_argument(
-        "--milestones", nargs="+", type=_positive_int, help="linear-sgd: default 60%%/80%%"
+        "--milestones", nargs="+", type=positive_int, help="linear-sgd: default 60%%/80%%"
     )
     lin.add_argument("--accelerator", default="auto", help="linear-sgd: Lightning accelerator")
     lin.add_argument("--devices", default="auto", help="linear-sgd: Lightning devices")

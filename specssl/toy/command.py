@@ -10,6 +10,7 @@ import argparse
 import time
 from pathlib import Path
 
+from specssl.cli import positive_int
 from specssl.toy.config import (
     COLLAPSE_THRESHOLD,
     DEFAULT_SETTINGS,
@@ -23,18 +24,8 @@ HELP = "the INTL paper's 2-D study (Fig. 2(a)): ST-power p sweep, IterNorm-only 
 _DEFAULTS = ToyConfig()
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def _int_at_least_2(text: str) -> int:
-    value = _positive_int(text)
+    value = positive_int(text)
     if value < 2:
         raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {text!r}")
     return value
@@ -84,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"(default: all = {','.join(DEFAULT_SETTINGS)})",
     )
     parser.add_argument(
-        "--steps", type=_positive_int, default=500, help="Adam steps per setting (default: 500)"
+        "--steps", type=positive_int, default=500, help="Adam steps per setting (default: 500)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of data, init, views (0)")
     parser.add_argument(
@@ -95,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--T",
-        type=_positive_int,
+        type=positive_int,
         default=_DEFAULTS.T,
         help=f"IterNorm iterations of iternorm and intl (default: {_DEFAULTS.T})",
     )
@@ -125,7 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="torch intra-op threads while training; the ops are tiny, 1 is fastest (default: 1)",
     )
