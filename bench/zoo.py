@@ -6,6 +6,8 @@ holds ``cifar-10-batches-py``)::
     python bench/zoo.py --data-root ../shared/data                  # every method
     python bench/zoo.py --data-root ../shared/data --methods intl byol
     python bench/zoo.py --report-only                               # rebuild the table
+    python bench/zoo.py --methods barlow_twins --variant sgd optim.name=sgd   # diagnostic
+
 
 Budget (identical for every method; ``--epochs`` etc. change it for all of them at once):
 width-16 ResNet-18 with the CIFAR stem, batch 256, ``--epochs`` epochs with a half-epoch
@@ -26,6 +28,11 @@ training run's spectrum monitor, on 1024 images, is kept in the row as ``monitor
 Each method's row is written to ``docs/results/cifar10_cpu/<method>.json`` as soon as it is
 done (so the table can be filled across sessions); the table ``docs/results/cifar10_cpu.md``
 and ``docs/results/cifar10_cpu.csv`` are rebuilt from all rows after every method.
+
+A *variant* (``--variant TAG KEY=VALUE ...``) runs a method with config overrides on top of
+its recipe and the budget, to test a hypothesis about a row (e.g. the same loss with another
+optimizer). Its row ``<method>@<TAG>`` is listed in a separate diagnostics table, never in the
+comparison.
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ from pathlib import Path
 import torch
 
 from specssl.eval.knn import knn_accuracy
-from specssl.experiments.sweep import git_commit, utc_now
+from specssl.experiments.sweep import git_commit, irrelevant_optim_keys, utc_now
 from specssl.train.callbacks import eval_mode
 from specssl.train.config import Config, load_config
 from specssl.train.datamodule import SSLDataModule
@@ -78,7 +85,7 @@ RANDOM_INIT = "random_init"
 PROBE_WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2)
 
 
-def budget_overrides(args: argparse.Namespace, method: str) -> list[str]:
+def budget_overrides(args: argparse.Namespace, run_name: str) -> list[str]:
     """The shared budget: everything but the recipe's ``method`` and ``optim`` sections."""
     return [
         "data.name=cifar10",
@@ -110,15 +117,24 @@ def budget_overrides(args: argparse.Namespace, method: str) -> list[str]:
         "monitor.checkpoint_every=1",
         f"seed={args.seed}",
         f"output_dir={args.runs_dir}",
-        f"run_name={method}",
+        f"run_name={run_name}",
     ]
 
 
-def config_of(args: argparse.Namespace, method: str) -> Config:
+def row_key(method: str, variant: str | None) -> str:
+    """The row (and run directory) name: ``method`` or ``method@variant``."""
+    return f"{method}@{variant}" if variant else method
+
+
+def config_of(
+    args: argparse.Namespace, method: str, variant: str | None = None, overrides=()
+) -> Config:
+    """The recipe of ``method`` under the budget, plus a variant's ``overrides``."""
     recipe = REPO / "configs" / "cifar10" / f"{method}.yaml"
     if method == RANDOM_INIT:
         recipe = REPO / "configs" / "cifar10" / "intl.yaml"
-    return load_config(recipe, budget_overrides(args, method))
+    budget = budget_overrides(args, row_key(method, variant))
+    return load_config(recipe, [*budget, *overrides])
 
 
 @torch.no_grad()
@@ -200,7 +216,15 @@ def is_stale(row: dict, args: argparse.Namespace) -> bool:
     (a default changed since it ran): shown as stale, rerun it."""
     if row["method"] == RANDOM_INIT or "recipe" not in row:
         return False
-    return row["recipe"] != recipe_of(config_of(args, row["method"]))
+    cfg = config_of(args, row["method"], row.get("variant"), row.get("overrides", ()))
+    return _relevant(row["recipe"]) != _relevant(recipe_of(cfg))
+
+
+def _relevant(recipe: dict) -> dict:
+    """``recipe`` without the settings that cannot change the run (LARS settings of an SGD
+    run), so adding such an option to the config does not make every row stale."""
+    skip = irrelevant_optim_keys(recipe["optim"]["name"])
+    return {**recipe, "optim": {k: v for k, v in recipe["optim"].items() if k not in skip}}
 
 
 def train_once(cfg: Config) -> dict:
@@ -249,10 +273,13 @@ def train_once(cfg: Config) -> dict:
 
 
 def run_method(method: str, args: argparse.Namespace) -> dict:
-    cfg = config_of(args, method)
+    variant, overrides = (args.variant[0], args.variant[1:]) if args.variant else (None, [])
+    cfg = config_of(args, method, variant, overrides)
     torch.manual_seed(cfg.seed)
     datamodule = SSLDataModule(cfg)
     row: dict = {"method": method, "recipe": recipe_of(cfg)}
+    if variant:
+        row.update({"variant": variant, "overrides": overrides})
     if method == RANDOM_INIT:
         module = SSLModule(cfg, datamodule.num_classes, eval_transform=datamodule.eval_transform())
         row.update({"wall_time_s": 0.0, "images_per_s": float("nan"), "steps": 0})
@@ -354,11 +381,17 @@ def _fmt(key: str, fmt: str, value) -> str:
     return fmt.format(value)
 
 
+def _row_name(row: dict) -> str:
+    return row_key(row["method"], row.get("variant"))
+
+
 def _cell(row: dict, key: str):
     if key == "method" and row.get("stale"):
-        return {"name": row["method"], "note": "stale: its recipe changed since; rerun"}
+        return {"name": _row_name(row), "note": "stale: its recipe changed since; rerun"}
     if key == "method" and row.get("diverged"):
-        return {"name": row["method"], "diverged": row["diverged"]}
+        return {"name": _row_name(row), "diverged": row["diverged"]}
+    if key == "method":
+        return _row_name(row)
     return row.get(key)
 
 
@@ -382,15 +415,32 @@ def write_report(rows: list[dict]) -> None:
         writer.writerows(rows)
     header = "| " + " | ".join(title for _, title, _ in COLUMNS) + " |"
     rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
-    body = ["| " + " | ".join(_fmt(k, f, _cell(r, k)) for k, _, f in COLUMNS) + " |" for r in rows]
-    done = {r["method"] for r in rows}
+
+    def table_of(selected: list[dict]) -> str:
+        body = [
+            "| " + " | ".join(_fmt(k, f, _cell(r, k)) for k, _, f in COLUMNS) + " |"
+            for r in selected
+        ]
+        return "\n".join([header, rule, *body])
+
+    comparison = [r for r in rows if not r.get("variant")]
+    variants = [r for r in rows if r.get("variant")]
+    done = {r["method"] for r in comparison}
     missing = [m for m in ZOO if m not in done]
-    table = "\n".join([header, rule, *body])
+    table = table_of(comparison)
     md = RESULTS / "cifar10_cpu.md"
     intro, _, _ = md.read_text().partition("<!-- table -->") if md.exists() else ("", "", "")
     if not intro:
         intro = "# CIFAR-10 at CPU scale: the method zoo\n\n"
     tail = "\n\nMethods not yet run: " + (", ".join(missing) if missing else "none") + ".\n"
+    if variants:
+        tail += (
+            "\n### Diagnostic variants (not part of the comparison)\n\n"
+            + table_of(variants)
+            + "\n\n"
+            + "\n".join(f"- `{_row_name(r)}`: {' '.join(r['overrides'])}" for r in variants)
+            + "\n"
+        )
     md.write_text(intro + "<!-- table -->\n" + table + tail + "<!-- /table -->\n" + _after(md))
 
 
@@ -414,7 +464,15 @@ def main() -> None:
     parser.add_argument("--throughput", action="store_true", help="measure images/s only")
     parser.add_argument("--throughput-rounds", type=int, default=5)
     parser.add_argument("--train-only", action="store_true", help="pretrain, evaluate later")
+    parser.add_argument(
+        "--variant",
+        nargs="+",
+        metavar=("TAG", "KEY=VALUE"),
+        help="diagnostic: run the methods with these config overrides as rows <method>@TAG",
+    )
     args = parser.parse_args()
+    if args.variant and (len(args.variant) < 2 or "=" in args.variant[0]):
+        parser.error("--variant takes a tag then at least one KEY=VALUE override")
     unknown = [m for m in args.methods if m not in (RANDOM_INIT, *ZOO)]
     if unknown:
         parser.error(f"unknown method(s) {unknown}; choose from {[RANDOM_INIT, *ZOO]}")
@@ -423,8 +481,9 @@ def main() -> None:
         for method, speed in measure_throughput(args.methods, args).items():
             print(f"{method:>14}: {speed:8.1f} images/s")
     elif not args.report_only:
+        variant = args.variant[0] if args.variant else None
         for method in args.methods:
-            row_file = ROWS_DIR / f"{method}.json"
+            row_file = ROWS_DIR / f"{row_key(method, variant)}.json"
             done = row_file.exists() and not is_stale(json.loads(row_file.read_text()), args)
             if args.skip_done and done:
                 continue
@@ -432,7 +491,7 @@ def main() -> None:
             row = run_method(method, args)
             if args.train_only:
                 continue
-            (ROWS_DIR / f"{method}.json").write_text(json.dumps(row, indent=2))
+            row_file.write_text(json.dumps(row, indent=2))
             print(json.dumps(row, indent=2), flush=True)
             write_report(load_rows(args))
     write_report(load_rows(args))

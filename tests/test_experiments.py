@@ -83,6 +83,19 @@ def test_config_hash_ignores_paths_and_logging_but_not_hyperparameters():
     assert config_hash(load_config(recipe, ["seed=1"])) != base
 
 
+def test_config_hash_ignores_lars_settings_only_when_the_optimizer_is_not_lars():
+    """Adding LARS options must not orphan cached SGD runs, but they do change a LARS run."""
+    recipe = REPO / "configs" / "cifar10" / "intl.yaml"  # SGD
+    sgd = config_hash(load_config(recipe))
+    assert config_hash(load_config(recipe, ["optim.lars_eta=0.5"])) == sgd
+    assert config_hash(load_config(recipe, ["optim.lars_clip_lr=true"])) == sgd
+    lars = load_config(recipe, ["optim.name=lars"])
+    assert config_hash(lars) != sgd
+    assert config_hash(load_config(recipe, ["optim.name=lars", "optim.lars_eta=0.5"])) != (
+        config_hash(lars)
+    )
+
+
 def test_run_key_names_the_point_and_seed():
     spec = RunSpec({"method": "intl", "T": 3, "axis": "a/b"}, 2, REPO / "x.yaml")
     assert spec.key == "method=intl_T=3_axis=a-b_seed=2"

@@ -89,10 +89,19 @@ def plan(
     ]
 
 
+def irrelevant_optim_keys(optimizer: str) -> set[str]:
+    """``optim`` settings that cannot change a run with ``optimizer`` (LARS settings of an SGD
+    run). They are left out of its hash, so adding such an option to :class:`Config` (with a
+    default) does not orphan every cached run of a sweep."""
+    return set() if optimizer == "lars" else {"lars_eta", "lars_clip_lr"}
+
+
 def config_hash(cfg: Config) -> str:
-    """8 hex digits of the resolved config, without the entries in :data:`UNHASHED`."""
+    """8 hex digits of the resolved config, without the entries in :data:`UNHASHED` and
+    :func:`irrelevant_optim_keys`."""
     data = asdict(cfg)
-    for path in UNHASHED:
+    irrelevant = {("optim", key) for key in irrelevant_optim_keys(cfg.optim.name)}
+    for path in UNHASHED | irrelevant:
         node = data
         for part in path[:-1]:
             node = node[part]
