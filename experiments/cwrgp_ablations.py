@@ -244,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             command=sweep.command,
             figure=lambda path: plot(axis_rows, white_rows, group_rows, path),
             csv_first=["study", "axis", "batch_size", "whitening", "variant", "views"],
+            references=sweep.references,
         )
 
     return execute(args, command_line("cwrgp_ablations.py", argv), specs, report)

@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             command=sweep.command,
             figure=lambda path: plot(rows, path),
             csv_first=["p"],
+            references=sweep.references,
         )
 
     return execute(args, command_line("fig2b_power_sweep.py", argv), specs, report)

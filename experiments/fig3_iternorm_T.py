@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             command=sweep.command,
             figure=lambda path: plot(rows, records, path),
             csv_first=["method", "T"],
+            references=sweep.references,
         )
 
     return execute(args, command_line("fig3_iternorm_T.py", argv), specs, report)

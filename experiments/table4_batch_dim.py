@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             command=sweep.command,
             figure=lambda path: plot(by_batch, by_dim, path),
             csv_first=["sweep", "batch_size", "embedding_dim"],
+            references=sweep.references,
         )
 
     return execute(args, command_line("table4_batch_dim.py", argv), specs, report)

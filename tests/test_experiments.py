@@ -46,6 +46,20 @@ def table_rows(md: str) -> list[list[str]]:
     return [r for r in rows if set(r[0]) != {"-"}]
 
 
+def split_reference(md: str) -> tuple[str, str]:
+    """(``md`` without its random-init reference section, that section)."""
+    head, found, tail = md.partition("## Random-init reference")
+    if not found:
+        return md, ""
+    section, _, rest = tail.partition("\n## ")
+    return head + "## " + rest, section
+
+
+def result_rows(md: str) -> list[list[str]]:
+    """Data rows of the result tables of a report (the random-init reference left out)."""
+    return table_rows(split_reference(md)[0])
+
+
 # ------------------------------------------------------------------------- library units
 @pytest.mark.parametrize("scale", ["smoke", "cpu", "paper"])
 def test_budget_overrides_give_valid_configs_for_every_recipe(scale):
@@ -161,7 +175,8 @@ def smoke_runs(tmp_path_factory):
 def test_smoke_grid_writes_table_csv_figure_and_records(smoke_runs, name):
     out = smoke_runs[name][0] / "out"
     md = (out / "smoke.md").read_text()
-    rows = table_rows(md)
+    assert len(table_rows(split_reference(md)[1])) == 1
+    rows = result_rows(md)
     assert len(rows) == 2, rows
     assert all(r[-1] == "ok (1 seed)" for r in rows), rows
     for row in rows:  # kNN top-1 is a percentage
@@ -182,6 +197,29 @@ def test_smoke_grid_writes_table_csv_figure_and_records(smoke_runs, name):
         assert record["config_hash"] in path.name and record["run_wall_s"] > 0
 
 
+def test_random_init_reference_is_the_first_runs_own_initial_network(smoke_runs):
+    """The reference is evaluated on the network the first run starts from: its epoch-0
+    spectrum equals the one the first run's spectrum monitor recorded before training."""
+    base, _ = smoke_runs["fig3_iternorm_T"]
+    refs = list((base / "out" / "runs" / "smoke" / "random-init").glob("seed=0-*.json"))
+    assert len(refs) == 1
+    ref = json.loads(refs[0].read_text())
+    assert ref["key"] == "random-init" and ref["status"] == "ok"
+    assert 0 <= ref["knn200_top1"] <= 100 and 0 <= ref["knn5_top1"] <= 100
+    first = json.loads(
+        (base / "out" / "runs" / "smoke" / f"{ref['of_run']}-{ref['config_hash']}.json").read_text()
+    )
+    runs = base / "runs"
+    run_init = read_spectrum_csv(Path(first["run_dir"]) / "spectrum" / "eigenvalues.csv")[0]
+    ref_dir = runs / f"random-init_{ref['of_run']}-{ref['config_hash']}"
+    ref_init = read_spectrum_csv(ref_dir / "spectrum" / "eigenvalues.csv")[0]
+    for which in ("z", "zhat"):
+        assert ref_init[which] == pytest.approx(run_init[which], rel=1e-5, abs=1e-9)
+    md = (base / "out" / "smoke.md").read_text()
+    row = table_rows(split_reference(md)[1])
+    assert len(row) == 1 and f"{ref['knn200_top1']:.2f}" in row[0]
+
+
 def test_rerun_trains_only_the_missing_points(smoke_runs, monkeypatch):
     base, args = smoke_runs["fig2b_power_sweep"]
     trained = []
@@ -197,7 +235,7 @@ def test_rerun_trains_only_the_missing_points(smoke_runs, monkeypatch):
     assert trained == []
     assert script.main([*args, "--p", "0.5", "0.55"]) == 0  # p = 0.5 cached, 0.55 new
     assert trained == ["p=0.55_seed=0"]
-    rows = table_rows((base / "out" / "smoke.md").read_text())
+    rows = result_rows((base / "out" / "smoke.md").read_text())
     assert [r[0] for r in rows] == ["0.5", "0.55"]
 
 
@@ -230,7 +268,7 @@ def test_a_diverging_run_is_recorded_not_raised(tmp_path):
     assert record["status"] == "diverged"
     assert isinstance(record["diverged_step"], int) and record["diverged_step"] >= 0
     assert record["knn200_top1"] is None and "diverged" in record["error"]
-    (row,) = table_rows((out / "smoke.md").read_text())
+    (row,) = result_rows((out / "smoke.md").read_text())
     assert row[0] == "1" and f"at step {record['diverged_step']}" in row[-1]
     assert (out / "smoke.png").read_bytes()[:8] == PNG
 
@@ -249,7 +287,7 @@ def test_a_config_shared_by_two_grid_points_is_trained_once(tmp_path, monkeypatc
     # batch sweep at the smoke dim 16 and dim sweep at the smoke batch 64: both (64, 16)
     assert load_script("table4_batch_dim").main([*args, "--batch-sizes", "64", "--dims", "16"]) == 0
     assert len(trained) == 1
-    rows = table_rows((out / "smoke.md").read_text())
+    rows = result_rows((out / "smoke.md").read_text())
     assert [r[0] for r in rows] == ["64", "16"]  # one row in each section, same numbers
     assert rows[0][1] == rows[1][1]
 

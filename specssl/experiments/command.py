@@ -138,6 +138,11 @@ def execute(
             if specs:
                 print("overrides of the first run:", " ".join(specs[0].overrides))
             return 0
+        first_of_seed: dict[int, RunSpec] = {}
+        for spec in specs:
+            first_of_seed.setdefault(spec.seed, spec)
+        found = (sweep.reference(s, train=not args.report_only) for s in first_of_seed.values())
+        sweep.references = [r for r in found if r is not None]
         if args.report_only:
             records = sweep.records(specs)
         else:

@@ -213,9 +213,11 @@ def write_report(
     command: str,
     figure: Callable[[Path], None] | None = None,
     csv_first: Sequence[str] = (),
+    references: Sequence[dict[str, Any]] = (),
 ) -> Path:
     """Write ``<out>/<scale>.md``, ``<out>/<scale>.csv`` and (via ``figure(path)``)
-    ``<out>/<scale>.png``; returns the markdown path."""
+    ``<out>/<scale>.png``; returns the markdown path. ``references`` (random-init records,
+    :meth:`~specssl.experiments.sweep.Sweep.reference`) get their own table after the setup."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     md, csv_path, png = (out_dir / f"{scale}.{ext}" for ext in ("md", "csv", "png"))
@@ -227,6 +229,8 @@ def write_report(
     parts = [f"# {title} — {scale} scale", "", intro.strip(), "", "## Setup", ""]
     parts += [f"- {line}" for line in setup]
     parts += provenance(records, specs, command)
+    if references:
+        sections = [reference_section(references), *sections]
     for section in sections:
         parts += ["", f"## {section.title}", ""]
         if section.text:
@@ -246,6 +250,22 @@ def write_report(
             before, after = old.split(BEGIN, 1)[0], old.split(END, 1)[1]
     md.write_text(f"{before}{BEGIN}\n{generated}{END}{after}")
     return md
+
+
+def reference_section(references: Sequence[dict[str, Any]]) -> Section:
+    """The random-init reference: the untrained network, same evaluation (mean ± std over
+    seeds), so that every number of the report can be read against it."""
+    row = summarize(references, [])[0]
+    columns = [KNN200, KNN5, Z_COND, Z_RANK, Column("z_effective_rank", "eff. rank of Z")]
+    of = sorted({r.get("of_run", "") for r in references} - {""})
+    return Section(
+        "Random-init reference",
+        markdown_table([row], columns),
+        "The network of the first grid point before its first step (same seed, data, "
+        "initialisation and evaluation as the runs)"
+        + (f"; from {', '.join(f'`{k}`' for k in of[:3])}" if of else "")
+        + ". A run must beat this to have learned anything.",
+    )
 
 
 # -------------------------------------------------------------------------------- plots

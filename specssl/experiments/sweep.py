@@ -217,6 +217,9 @@ def _metrics(result: dict[str, Any]) -> dict[str, float | None]:
     return {k: _finite_or_none(v) for k, v in out.items()}
 
 
+#: Key of the random-init reference records (:meth:`Sweep.reference`).
+REFERENCE_KEY = "random-init"
+
 #: The scalar metrics every record carries (``None`` when unavailable, e.g. after divergence).
 METRICS = (
     "knn200_top1",
@@ -252,6 +255,8 @@ class Sweep:
     runs_dir: Path
     command: str = ""
     logger: bool = True
+    #: Random-init reference records (:meth:`reference`) of the sweep, one per seed.
+    references: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def cache_dir(self) -> Path:
@@ -375,6 +380,44 @@ class Sweep:
         record.update(spec.point)  # grid coordinates win over same-named config fields
         return record
 
+    def reference(self, spec: RunSpec, *, train: bool = True) -> dict[str, Any] | None:
+        """The random-init reference of ``spec``: its network before the first step (same seed,
+        data, backbone initialisation and evaluation as the run), kNN and spectrum.
+
+        Cached as ``runs/<scale>/random-init/seed=<s>-<hash>.json`` (a sub-directory: the
+        run records' look-up by hash must not find it); with ``train=False`` only a cached
+        record is returned (``None`` if there is none).
+        """
+        cfg, digest = self.resolve(spec)
+        path = self.cache_dir / REFERENCE_KEY / f"seed={spec.seed}-{digest}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        if not train:
+            return None
+        cfg.trainer.max_steps = 0  # Lightning stops before the first step
+        cfg.monitor.knn_on_init = True
+        cfg.run_name = f"{REFERENCE_KEY}_{spec.key}-{digest}"
+        start = time.perf_counter()
+        result = pretrain(cfg, resume=None, logger=False)
+        knn = result.knn_initial or {}
+        metrics = _metrics({"knn_final": knn, "spectrum": result.spectrum})
+        record = {
+            "key": REFERENCE_KEY,
+            "seed": spec.seed,
+            "status": "ok",
+            "of_run": spec.key,
+            **{m: metrics.get(m) for m in METRICS[:9]},
+            "probe_top1": None,
+            "run_wall_s": time.perf_counter() - start,
+            "config_hash": digest,
+            "commit": git_commit(),
+            "date": utc_now(),
+            "command": self.command,
+        }
+        if is_rank_zero():
+            self._write(path, record)
+        return record
+
     @staticmethod
     def _write(path: Path, record: dict[str, Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -406,6 +449,7 @@ def _one_line(record: dict[str, Any]) -> str:
 
 __all__ = [
     "METRICS",
+    "REFERENCE_KEY",
     "RunSpec",
     "Sweep",
     "config_hash",
