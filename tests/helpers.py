@@ -26,3 +26,36 @@ def make_views(
         base = base * torch.linspace(min_scale, 2.0, d, dtype=F64) + torch.randn(d, generator=g)
     views = [base + noise * torch.randn(m, d, generator=g, dtype=F64) for _ in range(n_views)]
     return [v.to(dtype) for v in views]
+
+
+def _gloo_entry(rank: int, size: int, init_file: str, body, out) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=size)
+    try:
+        body(rank, size, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def run_gloo(body, world_size: int = 2, start_method: str = "spawn") -> dict:
+    """Run ``body(rank, world_size, out)`` in ``world_size`` CPU processes joined by a gloo
+    process group; ``out`` is a shared dict the ranks write their results into (returned).
+
+    ``body`` must be a module-level function (it is pickled by reference). ``start_method``
+    ``"fork"`` lets the children inherit the imported modules (faster when those are heavy).
+    """
+    import os
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = mp.Manager().dict()
+        mp.start_processes(
+            _gloo_entry,
+            args=(world_size, os.path.join(tmp, "init"), body, out),
+            nprocs=world_size,
+            start_method=start_method,
+        )
+        return dict(out)

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from helpers import run_gloo
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -46,32 +42,24 @@ def single_process(loss_name: str) -> tuple[float, list[torch.Tensor]]:
 LOSSES = ["intl_channel", "intl_batch", "wmse", "cwrgp_fixed"]
 
 
-def _worker(rank: int, size: int, init_file: str, out: dict) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=size)
-    try:
-        for loss_name in LOSSES:
-            x1, x2, model = data()
-            ddp = DistributedDataParallel(model)
-            rows = slice(rank * M // size, (rank + 1) * M // size)
-            z1 = gather_with_grad(ddp(x1[rows]))
-            z2 = gather_with_grad(ddp(x2[rows]))
-            assert world_size() == size and z1.shape == (M, D)
-            loss = make_loss(loss_name)(z1, z2)
-            loss.backward()
-            grads = [p.grad.clone() for p in model.parameters()]
-            out[(rank, loss_name)] = (loss.item(), grads)
-    finally:
-        dist.destroy_process_group()
+def _body(rank: int, size: int, out: dict) -> None:
+    for loss_name in LOSSES:
+        x1, x2, model = data()
+        ddp = DistributedDataParallel(model)
+        rows = slice(rank * M // size, (rank + 1) * M // size)
+        z1 = gather_with_grad(ddp(x1[rows]))
+        z2 = gather_with_grad(ddp(x2[rows]))
+        assert world_size() == size and z1.shape == (M, D)
+        loss = make_loss(loss_name)(z1, z2)
+        loss.backward()
+        grads = [p.grad.clone() for p in model.parameters()]
+        out[(rank, loss_name)] = (loss.item(), grads)
 
 
 @pytest.fixture(scope="module")
 def two_rank_results() -> dict:
     """One 2-process gloo run computing every loss (spawning costs most of the time)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        manager = mp.Manager()
-        out = manager.dict()
-        mp.spawn(_worker, args=(2, os.path.join(tmp, "init"), out), nprocs=2)
-        return dict(out)
+    return run_gloo(_body)
 
 
 @pytest.mark.parametrize("loss_name", LOSSES)

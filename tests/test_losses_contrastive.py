@@ -8,15 +8,13 @@ References below are plain float64 transcriptions written here with explicit loo
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from itertools import permutations
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from helpers import make_views as shared_views
+from helpers import run_gloo
 from torch import nn
 
 from specssl.losses import MoCoLoss, NTXentLoss
@@ -362,39 +360,29 @@ def one_process(name: str) -> dict:
     return result
 
 
-def _worker(rank: int, size: int, init_file: str, out: dict) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=size)
-    try:
-        for name in ("simclr", "mocov2"):
-            method = dist_method(name)
-            rows = slice(rank * M // size, (rank + 1) * M // size)
-            result = method([v[rows] for v in dist_views()])
-            result.loss.backward()
-            loss = result.loss.detach().clone()
-            grads = [p.grad.clone() for p in method.parameters() if p.requires_grad]
-            # What DDP does: average the loss for logging, the parameter gradients for the step.
-            dist.all_reduce(loss)
-            for g in grads:
-                dist.all_reduce(g)
-            res = {"loss": loss.item() / size, "local_loss": result.loss.item()}
-            res["grads"] = [g / size for g in grads]
-            if name == "mocov2":
-                res.update(queue=method.queue.clone(), ptr=int(method.queue_ptr))
-            out[(rank, name)] = res
-    finally:
-        dist.destroy_process_group()
+def _body(rank: int, size: int, out: dict) -> None:
+    for name in ("simclr", "mocov2"):
+        method = dist_method(name)
+        rows = slice(rank * M // size, (rank + 1) * M // size)
+        result = method([v[rows] for v in dist_views()])
+        result.loss.backward()
+        loss = result.loss.detach().clone()
+        grads = [p.grad.clone() for p in method.parameters() if p.requires_grad]
+        # What DDP does: average the loss for logging, the parameter gradients for the step.
+        dist.all_reduce(loss)
+        for g in grads:
+            dist.all_reduce(g)
+        res = {"loss": loss.item() / size, "local_loss": result.loss.item()}
+        res["grads"] = [g / size for g in grads]
+        if name == "mocov2":
+            res.update(queue=method.queue.clone(), ptr=int(method.queue_ptr))
+        out[(rank, name)] = res
 
 
 @pytest.fixture(scope="module")
 def two_rank_results() -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        manager = mp.Manager()
-        out = manager.dict()
-        # fork: the children inherit the imported modules (spawn re-imports torchvision per child)
-        mp.start_processes(
-            _worker, args=(2, os.path.join(tmp, "init"), out), nprocs=2, start_method="fork"
-        )
-        return dict(out)
+    # fork: the children inherit the imported modules (spawn re-imports torchvision per child)
+    return run_gloo(_body, start_method="fork")
 
 
 @pytest.mark.parametrize("name", ["simclr", "mocov2"])

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from itertools import pairwise
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
-from torch import nn
 
 # Only light imports at module level: the 2-process test re-imports this module in each child.
+from helpers import run_gloo
+from torch import nn
+
 from specssl.losses import DINOLoss, NegativeCosineLoss
 from specssl.train.config import ConfigError, MethodConfig
 
@@ -283,26 +281,18 @@ def dist_loss() -> DINOLoss:
     return loss_fn
 
 
-def _dist_worker(rank: int, size: int, init_file: str, out: dict) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=size)
-    try:
-        for case, (rows0, _) in SPLITS.items():
-            rows = slice(0, rows0) if rank == 0 else slice(rows0, None)
-            teacher = [t[rows] for t in dist_teacher()]
-            student = [torch.randn_like(t) for t in teacher]
-            loss_fn = dist_loss()
-            loss_fn(teacher, student)
-            out[(rank, case)] = loss_fn.center.clone()
-    finally:
-        dist.destroy_process_group()
+def _dist_body(rank: int, size: int, out: dict) -> None:
+    for case, (rows0, _) in SPLITS.items():
+        rows = slice(0, rows0) if rank == 0 else slice(rows0, None)
+        teacher = [t[rows] for t in dist_teacher()]
+        student = [torch.randn_like(t) for t in teacher]
+        loss_fn = dist_loss()
+        loss_fn(teacher, student)
+        out[(rank, case)] = loss_fn.center.clone()
 
 
 def test_dino_center_under_two_ranks_equals_single_process_center():
-    with tempfile.TemporaryDirectory() as tmp:
-        manager = mp.Manager()
-        out = manager.dict()
-        mp.spawn(_dist_worker, args=(2, os.path.join(tmp, "init"), out), nprocs=2)
-        results = dict(out)
+    results = run_gloo(_dist_body)
     teacher = dist_teacher()
     single = dist_loss()
     single(teacher, random_outputs(2, 10, K_DIST, seed=0))

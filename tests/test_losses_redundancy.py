@@ -9,17 +9,14 @@ with ``specssl/losses``: Barlow Twins Eqn. 2 in its cosine form, VICReg Eqns. 1-
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from itertools import combinations
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 from helpers import make_views as shared_views
+from helpers import run_gloo
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -427,32 +424,24 @@ def ddp_data():
     return scores, x1, x2, model
 
 
-def _worker(rank: int, size: int, init_file: str, out: dict) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=size)
-    try:
-        torch.set_num_threads(1)
-        scores, x1, x2, model = ddp_data()
-        rows = slice(rank * B_GLOBAL // size, (rank + 1) * B_GLOBAL // size)
-        out[(rank, "codes")] = sinkhorn_knopp(scores[0][rows], n_iters=3, epsilon=0.05)
-        out[(rank, "swav")] = SwAVLoss()(scores[0][rows], scores[1][rows]).item()
-        for name, loss_cls in (("barlow", BarlowTwinsLoss), ("vicreg", VICRegLoss)):
-            _, x1, x2, model = ddp_data()
-            ddp = DistributedDataParallel(model)
-            z1, z2 = gather_with_grad(ddp(x1[rows])), gather_with_grad(ddp(x2[rows]))
-            loss = loss_cls()(z1, z2)
-            loss.backward()
-            out[(rank, name)] = (loss.item(), [p.grad.clone() for p in model.parameters()])
-    finally:
-        dist.destroy_process_group()
+def _body(rank: int, size: int, out: dict) -> None:
+    torch.set_num_threads(1)
+    scores, x1, x2, model = ddp_data()
+    rows = slice(rank * B_GLOBAL // size, (rank + 1) * B_GLOBAL // size)
+    out[(rank, "codes")] = sinkhorn_knopp(scores[0][rows], n_iters=3, epsilon=0.05)
+    out[(rank, "swav")] = SwAVLoss()(scores[0][rows], scores[1][rows]).item()
+    for name, loss_cls in (("barlow", BarlowTwinsLoss), ("vicreg", VICRegLoss)):
+        _, x1, x2, model = ddp_data()
+        ddp = DistributedDataParallel(model)
+        z1, z2 = gather_with_grad(ddp(x1[rows])), gather_with_grad(ddp(x2[rows]))
+        loss = loss_cls()(z1, z2)
+        loss.backward()
+        out[(rank, name)] = (loss.item(), [p.grad.clone() for p in model.parameters()])
 
 
 @pytest.fixture(scope="module")
 def two_rank_results() -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        manager = mp.Manager()
-        out = manager.dict()
-        mp.spawn(_worker, args=(2, os.path.join(tmp, "init"), out), nprocs=2)
-        return dict(out)
+    return run_gloo(_body)
 
 
 def test_two_rank_sinkhorn_and_swav_equal_one_process_on_the_concatenated_batch(
