@@ -217,3 +217,25 @@ def test_study_reproduces_paper_claims():
     assert itn.condition_z < 0.1
     assert intl.condition_z > 0.2 and intl.condition_zhat > 0.95 and not intl.collapsed
     assert intl.condition_z > 4 * max(itn.condition_z, p15.condition_z)
+
+
+# ------------------------------------------------------------- shared argparse types
+@pytest.mark.parametrize(
+    ("parse", "good", "bad"),
+    [
+        ("positive_int", {"1": 1, "7": 7}, ["0", "-3", "1.5", "x"]),
+        ("positive_float", {"0.1": 0.1, "2": 2.0}, ["0", "-1", "nan", "inf", "x"]),
+        ("non_negative_float", {"0": 0.0, "1e-4": 1e-4}, ["-0.1", "nan", "inf", "x"]),
+    ],
+)
+def test_cli_argument_types_accept_valid_and_reject_bad_values(parse, good, bad):
+    import argparse
+
+    import specssl.cli
+
+    fn = getattr(specssl.cli, parse)
+    for text, value in good.items():
+        assert fn(text) == value
+    for text in bad:
+        with pytest.raises(argparse.ArgumentTypeError, match=repr(text)):
+            fn(text)

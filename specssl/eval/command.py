@@ -17,28 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from specssl.cli import positive_int
+from specssl.cli import non_negative_float, positive_float, positive_int
 
 HELP = "evaluate a checkpoint: kNN, fast linear probe, or the SGD linear protocol"
 
 PROTOCOLS = ("knn", "linear", "linear-sgd")
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,19 +57,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="neighbour counts (default: 200 5); k > 20 temperature-weighted, else majority",
     )
     knn.add_argument(
-        "--temperature", type=_positive_float, default=0.1, help="vote temperature (0.1)"
+        "--temperature", type=positive_float, default=0.1, help="vote temperature (0.1)"
     )
     lin = parser.add_argument_group("linear / linear-sgd")
     lin.add_argument("--epochs", type=positive_int, help="default 100")
     lin.add_argument(
         "--lr",
-        type=_positive_float,
+        type=positive_float,
         help="linear: lbfgs 1, adam 1e-3, sgd 0.1; linear-sgd: 0.1 per 256 images",
     )
     lin.add_argument(
         "--weight-decay",
         nargs="+",
-        type=_non_negative_float,
+        type=non_negative_float,
         help="linear: 1e-4 (several values: chosen on a validation split); linear-sgd: 0",
     )
     lin.add_argument(

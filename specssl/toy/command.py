@@ -10,7 +10,7 @@ import argparse
 import time
 from pathlib import Path
 
-from specssl.cli import positive_int
+from specssl.cli import non_negative_float, positive_float, positive_int
 from specssl.toy.config import (
     COLLAPSE_THRESHOLD,
     DEFAULT_SETTINGS,
@@ -29,26 +29,6 @@ def _int_at_least_2(text: str) -> int:
     if value < 2:
         raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {text!r}")
     return value
-
-
-def _number(text: str, *, positive: bool) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    ok = value > 0 if positive else value >= 0
-    if not ok or value == float("inf"):
-        bound = "> 0" if positive else ">= 0"
-        raise argparse.ArgumentTypeError(f"expected a finite number {bound}, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    return _number(text, positive=True)
-
-
-def _non_negative_float(text: str) -> float:
-    return _number(text, positive=False)
 
 
 def _settings(text: str) -> list[Setting]:
@@ -92,12 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--beta",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=_DEFAULTS.beta,
         help=f"INTL trace-loss weight (default: {_DEFAULTS.beta:g})",
     )
     parser.add_argument(
-        "--lr", type=_positive_float, default=_DEFAULTS.lr, help=f"(default: {_DEFAULTS.lr:g})"
+        "--lr", type=positive_float, default=_DEFAULTS.lr, help=f"(default: {_DEFAULTS.lr:g})"
     )
     parser.add_argument(
         "--batch-size",
@@ -107,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--jitter",
-        type=_non_negative_float,
+        type=non_negative_float,
         nargs=2,
         metavar=("SX", "SY"),
         default=list(_DEFAULTS.jitter),
