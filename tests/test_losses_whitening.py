@@ -345,6 +345,35 @@ def test_st_power_matches_eigh_reference(p, axis) -> None:
     )
 
 
+def _ill_conditioned_views(m: int = 256, d: int = 16, ratio: float = 1e-9):
+    """Two float32 views whose covariance has λ_min/λ_max = ``ratio`` (below float32's
+    null-space threshold ``d eps_32``) and an informative smallest direction."""
+    gen = torch.Generator().manual_seed(3)
+    base = torch.randn(m, d, generator=gen, dtype=F64)
+    scales = torch.logspace(0, math.log10(ratio) / 2, d, dtype=F64)  # std: λ spans 1..ratio
+    noise = torch.where(torch.arange(d) < d // 2, 1.0, 0.0).to(F64)  # small half: agreeing
+    views = [(base + noise * torch.randn(m, d, generator=gen, dtype=F64)) * scales for _ in "ab"]
+    return [v.float() for v in views]
+
+
+def test_st_power_float64_precision_resolves_ill_conditioned_directions() -> None:
+    """float64 spectral math whitens an embedding whose smallest eigenvalues float32 cannot
+    resolve: equal to the float64 reference, while float32 drops directions (a larger loss,
+    as the embedding's agreeing-but-tiny directions vanish from Ẑ)."""
+    views = _ill_conditioned_views()
+    got = STPowerLoss(p=0.5, precision="float64")(*views)
+    assert got.dtype == torch.float32  # the loss keeps the input's (float32) dtype
+    expected = ref_pairwise([ref_power(z.double(), 0.5, "batch") for z in views])
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+    float32 = STPowerLoss(p=0.5)(*views)
+    assert float32.item() > expected.item() + 0.1
+
+
+def test_st_power_rejects_unknown_precision() -> None:
+    with pytest.raises(ValueError, match="precision must be one of"):
+        STPowerLoss(precision="bfloat16")
+
+
 # =========================================================================== W-MSE
 
 

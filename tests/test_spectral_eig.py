@@ -281,6 +281,26 @@ def test_symmetric_matrix_function_gradcheck_repeated(evals, p, gen, make_spd):
     assert torch.autograd.gradcheck(fn, (s,))
 
 
+@pytest.mark.parametrize("p", [0.5, 1.5])
+def test_float32_gradient_on_ill_conditioned_spectrum_matches_float64(p, gen, make_spd):
+    """Small, distinct eigenvalues (1e-4 and 2e-5 of λ_max, as a whitening loss meets them)
+    keep their own divided differences in float32: closeness is judged relative to the pair,
+    not to λ_max (which would give them the mean derivative, a several-fold wrong gradient)."""
+    s64 = make_spd([1.0, 0.3, 1e-4, 2e-5])
+    g, dg = power_function(p)
+    grad_out = torch.randn(4, 4, generator=gen, dtype=torch.float64)
+
+    def grad_at(s: torch.Tensor) -> torch.Tensor:
+        s = s.clone().requires_grad_(True)
+        out = symmetric_matrix_function(s, g, dg)
+        (grad,) = torch.autograd.grad((out * grad_out.to(s.dtype)).sum(), s)
+        return grad.double()
+
+    reference, float32 = grad_at(s64), grad_at(s64.float())
+    rel = (float32 - reference).norm() / reference.norm()
+    assert rel < 1e-2, f"float32 gradient off by {rel:.2e} relative"
+
+
 def test_zca_gradcheck_on_exactly_white_input(make_embedding):
     """All covariance eigenvalues equal (Σ = I): the worst case for an eigh-based backward."""
     z = make_embedding(8, [1.0, 1.0, 1.0, 1.0]).requires_grad_(True)

@@ -9,6 +9,8 @@ from specssl.losses._views import mean_pairwise_normalized_mse, parse_views
 from specssl.spectral import power_transform
 from specssl.spectral._common import Axis, check_axis, compute_dtype, full_precision
 
+PRECISIONS = {"float32", "float64"}
+
 
 class STPowerLoss(nn.Module):
     """``L = mean over view pairs (2 - 2 mean_i cos(Ẑ_a[i], Ẑ_b[i]))``, ``Ẑ_v = Z_v g(Σ_v)``.
@@ -22,21 +24,40 @@ class STPowerLoss(nn.Module):
         axis: ``"batch"`` (the paper's Section 3.2, default) or ``"channel"``.
         eps: eigenvalue regulariser (0 = pseudo-inverse semantics on the null space).
         groups: channel groups transformed independently.
+        precision: ``"float32"`` (default; float64 inputs stay float64) or ``"float64"``:
+            the dtype of the covariance, its eigendecomposition and the transform. As a
+            training loss the embedding's covariance drifts to ``λ_min/λ_max`` of 1e-6 and
+            below within a few hundred steps (measured on CIFAR-10); in float32 those
+            eigenvalues are rounding noise and, below ``d · eps_32 · λ_max``, are treated as
+            null space (mapped to 0), so the whitened output loses rank. float64 keeps them
+            resolved (cheap for the small ``d`` of batch whitening).
     """
 
     def __init__(
-        self, p: float = 0.5, axis: Axis = "batch", eps: float = 0.0, groups: int = 1
+        self,
+        p: float = 0.5,
+        axis: Axis = "batch",
+        eps: float = 0.0,
+        groups: int = 1,
+        precision: str = "float32",
     ) -> None:
         super().__init__()
         check_axis(axis)
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         self.p, self.axis, self.eps, self.groups = p, axis, eps, groups
+        self.precision = precision
+
+    def compute_dtype(self, z: torch.Tensor) -> torch.dtype:
+        """The dtype of the spectral math for an embedding ``z``."""
+        return torch.float64 if self.precision == "float64" else compute_dtype(z)
 
     def forward(self, *views: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
         zs = parse_views(views, type(self).__name__)
         with full_precision(zs[0]):
             transformed = [
                 power_transform(
-                    z.to(compute_dtype(z)),
+                    z.to(self.compute_dtype(z)),
                     self.p,
                     self.axis,
                     self.eps,
@@ -45,7 +66,10 @@ class STPowerLoss(nn.Module):
                 )
                 for z in zs
             ]
-            return mean_pairwise_normalized_mse(transformed)
+            return mean_pairwise_normalized_mse(transformed).to(compute_dtype(zs[0]))
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, axis={self.axis}, eps={self.eps}, groups={self.groups}"
+        return (
+            f"p={self.p}, axis={self.axis}, eps={self.eps}, groups={self.groups}, "
+            f"precision={self.precision}"
+        )

@@ -46,7 +46,7 @@ class IterNormOnly(INTL):
 class STPower(SymmetricLossMethod):
     """Whitening loss with the power ST ``g(λ) = λ^-p`` (Section 3.2).
 
-    ``method.loss``: p, axis, eps, groups.
+    ``method.loss``: p, axis, eps, groups, precision.
     """
 
     name = "st_power"
@@ -54,7 +54,10 @@ class STPower(SymmetricLossMethod):
 
     def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
         loss = self.loss_fn
-        return partial(power_transform, p=loss.p, axis=loss.axis, eps=loss.eps, groups=loss.groups)
+        transform = partial(
+            power_transform, p=loss.p, axis=loss.axis, eps=loss.eps, groups=loss.groups
+        )
+        return lambda z: transform(z.to(loss.compute_dtype(z))).to(z.dtype)
 
 
 class WMSE(SymmetricLossMethod):

@@ -44,15 +44,19 @@ def null_space_mask(evals: torch.Tensor) -> torch.Tensor:
 
 
 def _loewner(evals: torch.Tensor, g: torch.Tensor, dg: torch.Tensor) -> torch.Tensor:
-    """Divided-difference matrix ``L_ij`` of ``g`` at ``evals (..., k)`` -> ``(..., k, k)``."""
+    """Divided-difference matrix ``L_ij`` of ``g`` at ``evals (..., k)`` -> ``(..., k, k)``.
+
+    ``L_ij = (g(λ_i) - g(λ_j)) / (λ_i - λ_j)``, replaced by the midpoint derivative
+    ``(g'(λ_i) + g'(λ_j)) / 2`` when the pair is close *relative to its own size*,
+    ``|λ_i - λ_j| <= sqrt(eps) max(|λ_i|, |λ_j|)``: there the quotient loses more digits to
+    cancellation than the midpoint derivative loses to curvature. (Closeness relative to
+    ``λ_max`` instead would lump together all eigenvalues below ``sqrt(eps) λ_max`` — for
+    ``g = λ^-p`` the small ones, whose divided differences differ by orders of magnitude.)
+    """
     lam_i, lam_j = evals[..., :, None], evals[..., None, :]
     diff = lam_i - lam_j
-    scale = (
-        evals.abs().amax(dim=-1, keepdim=True)[..., None].clamp_min(torch.finfo(evals.dtype).tiny)
-    )
-    # Below ~sqrt(eps) relative separation the divided difference loses more digits to
-    # cancellation than the midpoint derivative loses to curvature.
-    close = diff.abs() <= torch.finfo(evals.dtype).eps ** 0.5 * scale
+    size = torch.maximum(lam_i.abs(), lam_j.abs())
+    close = diff.abs() <= torch.finfo(evals.dtype).eps ** 0.5 * size
     quotient = (g[..., :, None] - g[..., None, :]) / torch.where(close, torch.ones_like(diff), diff)
     mean_dg = 0.5 * (dg[..., :, None] + dg[..., None, :])
     return torch.where(close, mean_dg, quotient)
