@@ -369,6 +369,35 @@ def test_st_power_float64_precision_resolves_ill_conditioned_directions() -> Non
     assert float32.item() > expected.item() + 0.1
 
 
+class PowerRef:
+    def __init__(self, p: float) -> None:
+        self.p = p
+
+    def draw(self, n_views: int, d: int) -> None:
+        return None
+
+    def __call__(self, rows, v, shuffles):
+        return ref_power(rows, self.p, "batch")
+
+
+@pytest.mark.parametrize("p", [0.3, 0.5])
+def test_st_power_sub_batches_match_reference(p) -> None:
+    """``w_size`` transforms random sub-batches of rows, each with its own covariance (W-MSE's
+    slicing), averaged over ``w_iter`` partitions; p = 0.5 equals W-MSE with ZCA."""
+    views = make_views(2, 64, 4, seed=11, noise=1.0)
+    loss = STPowerLoss(p=p, w_size=16, w_iter=2)
+    torch.manual_seed(99)
+    got = loss(*views)
+    expected = ref_sub_batched(views, 16, 2, 99, PowerRef(p))
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-11)
+    whole = ref_pairwise([ref_power(z, p, "batch") for z in views])
+    assert abs(whole.item() - got.item()) > 1e-4
+    if p == 0.5:
+        torch.manual_seed(99)
+        zca = WMSELoss(w_size=16, w_iter=2, method="zca")(*views)
+        torch.testing.assert_close(got, zca, rtol=1e-9, atol=1e-11)
+
+
 def test_st_power_rejects_unknown_precision() -> None:
     with pytest.raises(ValueError, match="precision must be one of"):
         STPowerLoss(precision="bfloat16")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from specssl.losses._views import mean_pairwise_normalized_mse, parse_views
+from specssl.losses._views import parse_views
+from specssl.losses.wmse import sub_batched_whitening_loss
 from specssl.spectral import power_transform
 from specssl.spectral._common import Axis, check_axis, compute_dtype, full_precision
 
@@ -24,6 +25,14 @@ class STPowerLoss(nn.Module):
         axis: ``"batch"`` (the paper's Section 3.2, default) or ``"channel"``.
         eps: eigenvalue regulariser (0 = pseudo-inverse semantics on the null space).
         groups: channel groups transformed independently.
+        w_size: rows per transformation sub-batch (``None`` = the whole batch, default), as
+            in W-MSE: each round draws a random partition of the ``m`` rows into sub-batches
+            of ``w_size``, each transformed with its own covariance. The whitening-loss code
+            of the seeds' authors (github.com/winci-ai/CW-RGP, ``--w_size`` default 128) works
+            this way; on the batch axis, whole-batch whitening of a 64-d embedding collapses
+            the backbone at the CIFAR-10 CPU budget while sub-batches of 128 learn (measured,
+            docs/results/cifar10_cpu.md).
+        w_iter: random sub-batch partitions averaged per step.
         precision: ``"float32"`` (default; float64 inputs stay float64) or ``"float64"``:
             the dtype of the covariance, its eigendecomposition and the transform. As a
             training loss the embedding's covariance drifts to ``λ_min/λ_max`` of 1e-6 and
@@ -39,6 +48,8 @@ class STPowerLoss(nn.Module):
         axis: Axis = "batch",
         eps: float = 0.0,
         groups: int = 1,
+        w_size: int | None = None,
+        w_iter: int = 1,
         precision: str = "float32",
     ) -> None:
         super().__init__()
@@ -46,30 +57,31 @@ class STPowerLoss(nn.Module):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         self.p, self.axis, self.eps, self.groups = p, axis, eps, groups
-        self.precision = precision
+        self.w_size, self.w_iter, self.precision = w_size, w_iter, precision
 
     def compute_dtype(self, z: torch.Tensor) -> torch.dtype:
         """The dtype of the spectral math for an embedding ``z``."""
         return torch.float64 if self.precision == "float64" else compute_dtype(z)
 
+    def transform(self, z: torch.Tensor) -> torch.Tensor:
+        """``Ẑ = Z_c g(Σ)`` of ``z: (..., m, d)`` in the compute dtype (no sub-batching)."""
+        return power_transform(
+            z.to(self.compute_dtype(z)),
+            self.p,
+            self.axis,
+            self.eps,
+            groups=self.groups,
+            check_finite=False,
+        )
+
     def forward(self, *views: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
         zs = parse_views(views, type(self).__name__)
         with full_precision(zs[0]):
-            transformed = [
-                power_transform(
-                    z.to(self.compute_dtype(z)),
-                    self.p,
-                    self.axis,
-                    self.eps,
-                    groups=self.groups,
-                    check_finite=False,
-                )
-                for z in zs
-            ]
-            return mean_pairwise_normalized_mse(transformed).to(compute_dtype(zs[0]))
+            loss = sub_batched_whitening_loss(zs, self.transform, self.w_size, self.w_iter)
+            return loss.to(compute_dtype(zs[0]))
 
     def extra_repr(self) -> str:
         return (
             f"p={self.p}, axis={self.axis}, eps={self.eps}, groups={self.groups}, "
-            f"precision={self.precision}"
+            f"w_size={self.w_size}, w_iter={self.w_iter}, precision={self.precision}"
         )

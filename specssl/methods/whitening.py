@@ -18,7 +18,7 @@ from specssl.losses import (
     ZeroCLLoss,
 )
 from specssl.methods.base import SymmetricLossMethod
-from specssl.spectral import iternorm, power_transform, whiten
+from specssl.spectral import iternorm, whiten
 
 
 class INTL(SymmetricLossMethod):
@@ -46,18 +46,16 @@ class IterNormOnly(INTL):
 class STPower(SymmetricLossMethod):
     """Whitening loss with the power ST ``g(λ) = λ^-p`` (Section 3.2).
 
-    ``method.loss``: p, axis, eps, groups, precision.
+    ``method.loss``: p, axis, eps, groups, w_size, w_iter, precision. The spectral transform
+    (monitoring) is applied to the whole sample, not in sub-batches.
     """
 
     name = "st_power"
     loss_cls = STPowerLoss
 
     def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        loss = self.loss_fn
-        transform = partial(
-            power_transform, p=loss.p, axis=loss.axis, eps=loss.eps, groups=loss.groups
-        )
-        return lambda z: transform(z.to(loss.compute_dtype(z))).to(z.dtype)
+        transform = self.loss_fn.transform
+        return lambda z: transform(z).to(z.dtype)
 
 
 class WMSE(SymmetricLossMethod):
