@@ -144,7 +144,7 @@ class Budget:
             return (
                 f"cpu: CIFAR-10, seeded {CPU_SUBSET}-image training subset (the kNN bank) and "
                 f"{CPU_VAL_SUBSET}-image test subset, width-{CPU_WIDTH} ResNet-18 (CIFAR stem), "
-                f"{epochs} epochs (~2 min per run on an idle 2-core CPU at batch 256)"
+                f"{epochs} epochs (measured run times: the wall-time line below)"
             )
         return f"paper: the recipe's data and network in full, {epochs} epochs"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from specssl.losses._views import parse_views
+from specssl.losses._views import mean_pairwise_normalized_mse, parse_views
 from specssl.losses.wmse import sub_batched_whitening_loss
 from specssl.spectral import power_transform
 from specssl.spectral._common import Axis, check_axis, compute_dtype, full_precision
@@ -77,7 +77,10 @@ class STPowerLoss(nn.Module):
     def forward(self, *views: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
         zs = parse_views(views, type(self).__name__)
         with full_precision(zs[0]):
-            loss = sub_batched_whitening_loss(zs, self.transform, self.w_size, self.w_iter)
+            if self.w_size is None and self.w_iter == 1:  # whole batch: no permutation drawn
+                loss = mean_pairwise_normalized_mse([self.transform(z) for z in zs])
+            else:
+                loss = sub_batched_whitening_loss(zs, self.transform, self.w_size, self.w_iter)
             return loss.to(compute_dtype(zs[0]))
 
     def extra_repr(self) -> str:
