@@ -62,11 +62,10 @@ def main() -> None:
     mean, std = dataset_stats("cifar10")
     x = images[: args.images].float() / 255
     x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
-    loss = cfg.method.loss
-    temps = sorted({float(loss.get("warmup_teacher_temp", 0.04)), float(loss["teacher_temp"])})
-
     torch.manual_seed(0)
     module = SSLModule(cfg, 10)
+    loss = module.method.loss_fn
+    temps = sorted({loss.warmup_teacher_temp, loss.teacher_temp})
     rows = [("random init", target_statistics(module, x, temps))]
     state = torch.load(args.run_dir / "checkpoints" / "last.ckpt", map_location="cpu")
     module.load_state_dict(state["state_dict"])

@@ -51,6 +51,7 @@ P_GRID = [0.0, 0.3, 0.4, 0.45, 0.5, 0.55, 1.5]
 SMOKE_P = [0.5, 1.5]
 PAPER_EPOCHS = 200
 SEEDS = 5  # "averaged over five runs"
+BATCH_SIZE = 256  # the recipe's batch; its whitening sub-batches are half of it
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,11 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     budget = budget_of(args)
 
     def build(point: dict) -> tuple[Path, list[str]]:
-        base = budget.overrides(batch_size=256, paper_epochs=PAPER_EPOCHS)
-        batch = budget.batch_of(256)
-        # the recipe's sub-batches are half its batch (128 of 256): keep the ratio when the
-        # smoke scale caps the batch
-        w_size = [] if batch == 256 else [f"method.loss.w_size={batch // 2}"]
+        base = budget.overrides(batch_size=BATCH_SIZE, paper_epochs=PAPER_EPOCHS)
+        batch = budget.batch_of(BATCH_SIZE)
+        # keep the recipe's sub-batch / batch ratio (128 / 256) when the smoke scale caps the batch
+        w_size = [] if batch == BATCH_SIZE else [f"method.loss.w_size={batch // 2}"]
         return RECIPE, [*base, *w_size, f"method.loss.p={point['p']}"]
 
     specs = plan([{"p": p} for p in grid], args.seeds, build, args.set)
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             setup=[
                 budget.describe(PAPER_EPOCHS),
                 f"recipe `{RECIPE.relative_to(REPO)}` (batch whitening in sub-batches of "
-                f"{budget.batch_of(256) // 2} rows, batch {budget.batch_of(256)}), "
+                f"{budget.batch_of(BATCH_SIZE) // 2} rows, batch {budget.batch_of(BATCH_SIZE)}), "
                 "`method.loss.p` swept; extra overrides: "
                 + (" ".join(f"`{s}`" for s in args.set) or "none"),
             ],

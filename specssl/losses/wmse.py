@@ -21,7 +21,7 @@ def sub_batched_whitening_loss(
     w_iter: int,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """The W-MSE objective shared by W-MSE and CW-RGP.
+    """The W-MSE objective shared by W-MSE, CW-RGP and sub-batched ST-power.
 
     For each of ``w_iter`` rounds draw one permutation of the ``m`` rows, split it into
     sub-batches of ``w_size`` rows, whiten every view's sub-batches independently with
