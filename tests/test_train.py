@@ -118,18 +118,41 @@ class _StopAfterEpoch(L.Callback):
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     extra = ["monitor.knn_every=1", "monitor.spectrum_every=1"]
-    pretrain(tiny(tmp_path / "a", *extra), logger=False)
-    interrupted = pretrain(
-        tiny(tmp_path / "b", *extra), logger=False, extra_callbacks=[_StopAfterEpoch(1)]
-    )
+    whole = pretrain(tiny(tmp_path / "a", *extra))
+    interrupted = pretrain(tiny(tmp_path / "b", *extra), extra_callbacks=[_StopAfterEpoch(1)])
     assert interrupted.steps == 256 // 64
-    result = pretrain(tiny(tmp_path / "b", *extra), resume="auto", logger=False)
+    result = pretrain(tiny(tmp_path / "b", *extra), resume="auto")
     assert result.steps == 2 * (256 // 64)
     a = _weights(tmp_path / "a" / "run" / "checkpoints" / "last.ckpt")
     b = _weights(tmp_path / "b" / "run" / "checkpoints" / "last.ckpt")
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+    # The record of the run, not only its weights: the random-init kNN comes from the
+    # checkpoint (not from the restored, trained network), the CSV metrics and eigenvalues
+    # of the interrupted segment are kept, and the training time adds up over segments.
+    assert result.knn_initial == whole.knn_initial == interrupted.knn_initial
+    assert result.knn_final == whole.knn_final
+    for name in ("logs/metrics.csv", "spectrum/eigenvalues.csv"):
+        assert (tmp_path / "b" / "run" / name).read_text() == (
+            tmp_path / "a" / "run" / name
+        ).read_text(), name
+    assert result.wall_time_s > interrupted.wall_time_s > 0
+
+
+def test_csv_logger_keeps_the_rows_before_the_resumed_step(tmp_path):
+    from specssl.train.csv_log import ResumableCSVLogger
+
+    first = ResumableCSVLogger(tmp_path, version="logs")
+    for step in range(10):  # an interrupted run logged steps 0-9, its checkpoint is at 6
+        first.log_metrics({"loss": float(step)}, step=step)
+    first.save()
+    resumed = ResumableCSVLogger(tmp_path, version="logs", resume_step=6)
+    resumed.log_metrics({"loss": 60.0, "knn": 1.0}, step=6)  # a new column on resume
+    resumed.save()
+    lines = (tmp_path / "logs" / "metrics.csv").read_text().splitlines()
+    assert lines[0] == "knn,loss,step"
+    assert lines[1:] == [f",{s}.0,{s}" for s in range(6)] + ["1.0,60.0,6"]
 
 
 class _PoisonAtStep(L.Callback):
@@ -211,3 +234,8 @@ def test_multicrop_views_train_through_the_same_method(tmp_path):
     assert [v.shape[-1] for v in views] == [32, 32, 16, 16]
     result = pretrain(cfg, logger=False)
     assert result.steps == 256 // 64
+
+
+def test_max_time_stops_training_when_the_budget_is_spent(tmp_path):
+    result = pretrain(tiny(tmp_path, "trainer.max_time=00:00:00:00"), logger=False)
+    assert result.steps <= 1  # of 8 without the limit

@@ -89,6 +89,11 @@ def eval_mode(module: torch.nn.Module) -> Iterator[None]:
         module.train(was_training)
 
 
+def resuming(trainer) -> bool:
+    """True when ``trainer.fit`` was given a checkpoint to resume from."""
+    return trainer.ckpt_path is not None
+
+
 def due_this_epoch(trainer, every: int) -> bool:
     """True at the end of every ``every``-th epoch and of the last epoch (never if 0)."""
     epoch = trainer.current_epoch + 1
@@ -112,7 +117,8 @@ class KNNMonitor(L.Callback):
     """Weighted kNN (cosine) of backbone features every ``every`` epochs (and at init).
 
     Logs ``knn/top1_k{k}`` for each ``k`` (``k=200`` temperature-weighted, small ``k`` such as
-    5 by majority vote). Keeps ``history`` (epoch -> metrics) and ``initial`` (random init).
+    5 by majority vote). Keeps ``history`` (epoch -> metrics) and ``initial`` (random init),
+    both saved in checkpoints so a resumed run reports the whole run.
     Uses the datamodule's ``knn_train_dataloader()`` (memory bank) and ``val_dataloader()``.
     """
 
@@ -145,8 +151,16 @@ class KNNMonitor(L.Callback):
             metrics[f"top5_k{k}"] = acc["top5"]
         return metrics
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"initial": self.initial, "history": self.history}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.initial, self.history = state_dict["initial"], list(state_dict["history"])
+
     def on_fit_start(self, trainer, pl_module) -> None:
-        if self.on_init and self.initial is None and trainer.current_epoch == 0:
+        # A resumed run has trained weights here: its random-init result comes from the
+        # checkpoint (load_state_dict), never from evaluating the restored network.
+        if self.on_init and self.initial is None and not resuming(trainer):
             self.initial = self.evaluate(trainer, pl_module)
             if trainer.is_global_zero:
                 text = ", ".join(f"{k} = {v:.2f}%" for k, v in self.initial.items())
@@ -172,7 +186,8 @@ class SpectrumMonitor(L.Callback):
     loss, with the covariance on the method's axis, averaged over chunks), logs condition
     indicator λ_min/λ_max, normalized stable rank and effective rank of both, appends all
     eigenvalues to ``spectrum/eigenvalues.csv`` and saves ``spectrum/epoch_XXX.png``
-    (log-scale eigenvalues of every snapshot so far).
+    (log-scale eigenvalues of every snapshot so far). The snapshots are saved in checkpoints:
+    a resumed run rewrites the CSV from them and plots the whole run.
     """
 
     def __init__(self, every: int, samples: int, out_dir: str | Path, plots: bool = True) -> None:
@@ -212,8 +227,19 @@ class SpectrumMonitor(L.Callback):
             snap[f"{name}/effective_rank"] = float(effective_rank(evals))
         return snap
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"snapshots": self.snapshots}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.snapshots = list(state_dict["snapshots"])
+
     def on_fit_start(self, trainer, pl_module) -> None:
-        if self.every and trainer.current_epoch == 0 and trainer.is_global_zero:
+        if not (self.every and trainer.is_global_zero):
+            return
+        if resuming(trainer):
+            # Drop what an interrupted segment wrote after its last checkpoint.
+            self._rewrite_csv()
+        else:
             self.record(trainer, pl_module, 0)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
@@ -248,3 +274,10 @@ class SpectrumMonitor(L.Callback):
                 if name in snap:
                     for i, value in enumerate(snap[name].tolist()):
                         writer.writerow([snap["epoch"], name, i, f"{value:.6e}"])
+
+    def _rewrite_csv(self) -> None:
+        """``eigenvalues.csv`` from the snapshots restored from the checkpoint."""
+        (self.out_dir / "eigenvalues.csv").unlink(missing_ok=True)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        for snap in self.snapshots:
+            self._append_csv(snap)

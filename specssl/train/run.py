@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from specssl.train.callbacks import (
     AtomicCheckpointIO,
@@ -20,6 +20,7 @@ from specssl.train.callbacks import (
     SpectrumMonitor,
 )
 from specssl.train.config import Config, ConfigError, save_config
+from specssl.train.csv_log import ResumableCSVLogger
 from specssl.train.datamodule import SSLDataModule
 from specssl.train.module import SSLModule
 
@@ -75,7 +76,25 @@ def _devices(value: str) -> int | str:
     return int(value) if value.isdigit() else value
 
 
-def build_trainer(cfg: Config, run_dir: Path, callbacks: list[L.Callback], logger: bool = True):
+def checkpoint_step(ckpt_path: str | None) -> int | None:
+    """Global step stored in a checkpoint (memory-mapped, tensors not read); ``None`` if none."""
+    if ckpt_path is None:
+        return None
+    import torch
+
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
+    return int(checkpoint["global_step"])
+
+
+def build_trainer(
+    cfg: Config,
+    run_dir: Path,
+    callbacks: list[L.Callback],
+    logger: bool = True,
+    resume_step: int | None = None,
+):
+    """The Lightning Trainer of ``cfg``; ``max_time`` is enforced by a :class:`Timer` in
+    ``callbacks`` (see :func:`pretrain`), not passed to the Trainer."""
     tcfg = cfg.trainer
     devices = _devices(tcfg.devices)
     strategy = tcfg.strategy
@@ -83,7 +102,7 @@ def build_trainer(cfg: Config, run_dir: Path, callbacks: list[L.Callback], logge
         strategy = "ddp"
     loggers = (
         [
-            CSVLogger(run_dir, name="", version="logs"),
+            ResumableCSVLogger(run_dir, version="logs", resume_step=resume_step),
             TensorBoardLogger(run_dir, name="", version="tensorboard"),
         ]
         if logger
@@ -93,7 +112,6 @@ def build_trainer(cfg: Config, run_dir: Path, callbacks: list[L.Callback], logge
         default_root_dir=run_dir,
         max_epochs=tcfg.max_epochs,
         max_steps=tcfg.max_steps,
-        max_time=tcfg.max_time,
         accelerator=tcfg.accelerator,
         devices=devices,
         num_nodes=tcfg.num_nodes,
@@ -123,10 +141,10 @@ def pretrain(
     """Pretrain per ``cfg``; returns kNN (random init and final), probe and spectrum metrics.
 
     All configuration and data errors are raised (as :class:`ConfigError`,
-    ``FileNotFoundError`` or ``ValueError``) before the first training step.
+    ``FileNotFoundError`` or ``ValueError``) before the first training step. A resumed run
+    (``resume``) continues the metrics CSV, kNN history, spectrum snapshots and training time
+    of the interrupted one, so its result covers the whole run.
     """
-    import time
-
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
@@ -134,6 +152,8 @@ def pretrain(
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = run_dir_of(cfg)
     ckpt_path = resolve_resume(cfg, resume)
+    if ckpt_path is not None:  # ResumableCSVLogger keeps the earlier rows
+        warnings.filterwarnings("ignore", ".*Previous log files in this directory will be del.*")
     datamodule = SSLDataModule(cfg)
     module = SSLModule(
         cfg,
@@ -156,13 +176,14 @@ def pretrain(
         every_n_epochs=mon.checkpoint_every,
         save_on_train_epoch_end=True,
     )
-    callbacks = [knn, spectrum, RNGStateCallback(), checkpoint, *(extra_callbacks or [])]
+    # Training time summed over resumed segments (kept in checkpoints); enforces max_time.
+    timer = Timer(duration=cfg.trainer.max_time)
+    callbacks = [knn, spectrum, RNGStateCallback(), timer, checkpoint, *(extra_callbacks or [])]
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
-    trainer = build_trainer(cfg, run_dir, callbacks, logger)
-    start = time.perf_counter()
+    trainer = build_trainer(cfg, run_dir, callbacks, logger, checkpoint_step(ckpt_path))
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    wall = time.perf_counter() - start
+    wall = timer.time_elapsed("train")
     probe = {}
     if mon.online_probe:
         probe = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
