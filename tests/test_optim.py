@@ -79,3 +79,38 @@ def test_lars_with_a_closure_scales_the_gradients_the_closure_computes(clip_lr):
     loss = opt.step(closure)
     assert loss is not None
     torch.testing.assert_close(w - p.detach(), one_step(0.3, clip_lr, w, grad), rtol=1e-7, atol=0)
+
+
+def test_static_lr_groups_keep_the_base_lr_while_the_rest_follows_the_schedule():
+    from torch import nn
+
+    from specssl.train.config import ConfigError, OptimConfig
+    from specssl.train.optim import build_optimizer, lr_multipliers
+
+    method = nn.ModuleDict({"projector": nn.Linear(4, 4), "predictor": nn.Linear(4, 4)})
+    cfg = OptimConfig(name="sgd", exclude_bias_and_norm=True, static_lr=["predictor"])
+    opt = build_optimizer(method, nn.Linear(4, 2), cfg, lr=0.5)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_multipliers(opt, total=10, warmup=2))
+    lrs = {id(p): [] for p in method.parameters()}
+    for _ in range(10):
+        for g in opt.param_groups:
+            for p in g["params"]:
+                if id(p) in lrs:
+                    lrs[id(p)].append(g["lr"])
+        opt.step()
+        sched.step()
+    expected = [0.5 * warmup_cosine(s, 10, 2) for s in range(10)]
+    for p in method["projector"].parameters():
+        assert lrs[id(p)] == pytest.approx(expected)
+    for p in method["predictor"].parameters():
+        assert lrs[id(p)] == [0.5] * 10
+    # weight decay split kept inside the static sub-module
+    decays = {(g.get("static_lr", False), g["weight_decay"]) for g in opt.param_groups[:-1]}
+    assert decays == {
+        (False, cfg.weight_decay),
+        (False, 0.0),
+        (True, cfg.weight_decay),
+        (True, 0.0),
+    }
+    with pytest.raises(ConfigError, match=r"optim\.static_lr.*'head'"):
+        build_optimizer(method, nn.Linear(4, 2), OptimConfig(static_lr=["head"]), lr=0.5)

@@ -72,6 +72,8 @@ class OptimConfig:
     lars_eta: float = 0.02  # LARS trust coefficient
     lars_clip_lr: bool = False  # LARS step min(trust, lr) instead of lr * trust (solo-learn)
     classifier_lr: float = 0.1  # online linear probe (own param group, no weight decay)
+    # Method sub-modules (e.g. [predictor]) trained at the constant base lr: no warm-up or decay
+    static_lr: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from specssl.methods import Method, MethodOutput, build_method
 from specssl.models import build_backbone
 from specssl.spectral import spectral_summary
 from specssl.train.config import Config
-from specssl.train.optim import build_optimizer, warmup_cosine
+from specssl.train.optim import build_optimizer, lr_multipliers
 
 
 class TrainingDivergedError(RuntimeError):
@@ -143,8 +143,7 @@ class SSLModule(L.LightningModule):
         steps_per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
         warmup = round(optim_cfg.warmup_epochs * steps_per_epoch)
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer,
-            lambda step: warmup_cosine(step, total, warmup, optim_cfg.min_lr_ratio),
+            optimizer, lr_multipliers(optimizer, total, warmup, optim_cfg.min_lr_ratio)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 

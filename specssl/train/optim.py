@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -87,19 +88,33 @@ def build_optimizer(
 ) -> torch.optim.Optimizer:
     """Optimiser over the method (lr ``lr``) and the online probe (``cfg.classifier_lr``, no wd).
 
-    EMA target networks (parameters with ``requires_grad=False``) are skipped.
+    EMA target networks (parameters with ``requires_grad=False``) are skipped. Parameters of
+    the sub-modules named in ``cfg.static_lr`` get their own groups flagged ``static_lr``:
+    :func:`lr_multipliers` keeps them at the base lr (SimSiam's predictor, Chen & He 2021,
+    Sec. 4.1: "a fixed lr for the predictor").
     """
-    decay, no_decay = [], []
+    static = set(cfg.static_lr)
+    trainable = {n.split(".")[0] for n, p in method.named_parameters() if p.requires_grad}
+    unknown = sorted(static - trainable)
+    if unknown:
+        raise ConfigError(
+            f"config key 'optim.static_lr': {unknown} is not a trainable sub-module of the "
+            f"method (it has: {sorted(trainable)})"
+        )
+    buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, param in method.named_parameters():
         if not param.requires_grad:
             continue
-        if cfg.exclude_bias_and_norm and _is_bias_or_norm(name, param):
-            no_decay.append(param)
-        else:
-            decay.append(param)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0, "lars_exclude": True})
+        no_decay = cfg.exclude_bias_and_norm and _is_bias_or_norm(name, param)
+        buckets.setdefault((name.split(".")[0] in static, no_decay), []).append(param)
+    groups = []
+    for (is_static, no_decay), params in sorted(buckets.items()):
+        group = {"params": params, "weight_decay": 0.0 if no_decay else cfg.weight_decay}
+        if no_decay:
+            group["lars_exclude"] = True
+        if is_static:
+            group["static_lr"] = True
+        groups.append(group)
     groups.append(
         {
             "params": list(classifier.parameters()),
@@ -117,3 +132,18 @@ def build_optimizer(
             groups, lr=lr, momentum=cfg.momentum, eta=cfg.lars_eta, clip_lr=cfg.lars_clip_lr
         )
     raise ConfigError(f"config key 'optim.name': unknown optimizer {cfg.name!r} (sgd|adamw|lars)")
+
+
+def lr_multipliers(
+    optimizer: torch.optim.Optimizer, total: int, warmup: int, min_ratio: float = 0.0
+) -> list[Callable[[int], float]]:
+    """One ``LambdaLR`` multiplier per parameter group: :func:`warmup_cosine`, or 1 for the
+    groups flagged ``static_lr`` by :func:`build_optimizer`."""
+
+    def scheduled(step: int) -> float:
+        return warmup_cosine(step, total, warmup, min_ratio)
+
+    def constant(step: int) -> float:
+        return 1.0
+
+    return [constant if g.get("static_lr") else scheduled for g in optimizer.param_groups]
