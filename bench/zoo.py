@@ -50,7 +50,7 @@ from pathlib import Path
 import torch
 
 from specssl.eval.knn import knn_accuracy
-from specssl.experiments.sweep import git_commit, irrelevant_optim_keys, utc_now
+from specssl.experiments.sweep import git_commit, utc_now, without_unchanging
 from specssl.train.callbacks import eval_mode
 from specssl.train.config import Config, load_config
 from specssl.train.datamodule import SSLDataModule
@@ -222,9 +222,9 @@ def is_stale(row: dict, args: argparse.Namespace) -> bool:
 
 def _relevant(recipe: dict) -> dict:
     """``recipe`` without the settings that cannot change the run (LARS settings of an SGD
-    run), so adding such an option to the config does not make every row stale."""
-    skip = irrelevant_optim_keys(recipe["optim"]["name"])
-    return {**recipe, "optim": {k: v for k, v in recipe["optim"].items() if k not in skip}}
+    run, options added later at their defaults), so adding an option to the config does not
+    make every row stale."""
+    return without_unchanging(recipe)
 
 
 def train_once(cfg: Config) -> dict:

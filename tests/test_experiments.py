@@ -110,6 +110,24 @@ def test_config_hash_ignores_lars_settings_only_when_the_optimizer_is_not_lars()
     )
 
 
+def test_an_option_added_later_changes_the_hash_only_away_from_its_default():
+    """Runs cached before ``optim.static_lr`` existed (their config has no such key) keep their
+    hash; setting the option changes it. The hash of this recipe was recorded before the key
+    was added (Figure 2(b)'s cached runs, docs/results/fig2b_power_sweep/runs)."""
+    from dataclasses import asdict
+
+    from specssl.experiments.sweep import without_unchanging
+
+    cfg = load_config(REPO / "configs" / "cifar10" / "intl.yaml")
+    old = asdict(cfg)
+    del old["optim"]["static_lr"]  # the config as recorded before the option existed
+    assert without_unchanging(asdict(cfg)) == without_unchanging(old)
+    predictor = load_config(
+        REPO / "configs" / "cifar10" / "intl.yaml", ["optim.static_lr=[projector]"]
+    )
+    assert config_hash(predictor) != config_hash(cfg)
+
+
 def test_run_key_names_the_point_and_seed():
     spec = RunSpec({"method": "intl", "T": 3, "axis": "a/b"}, 2, REPO / "x.yaml")
     assert spec.key == "method=intl_T=3_axis=a-b_seed=2"
@@ -298,3 +316,29 @@ def test_missing_data_directory_is_a_one_line_error(tmp_path, capsys):
     assert load_script("fig2b_power_sweep").main(args) == 2
     assert "nowhere" in capsys.readouterr().err
     assert not list((tmp_path / "out").rglob("*.json"))
+
+
+@pytest.mark.parametrize(
+    ("script", "args"),
+    [
+        ("fig2b_power_sweep.py", ["--epochs", "10", "--seeds", "0", "1"]),
+        ("fig3_iternorm_T.py", ["--seeds", "0"]),
+        ("table4_batch_dim.py", ["--seeds", "0"]),
+    ],
+)
+def test_committed_cpu_results_are_found_by_the_current_config_hash(script, args, tmp_path):
+    """Every point of a committed cpu report is found in its run records: a change to the
+    config (a new option, a renamed key) that moved the hashes would orphan them."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(REPO / "experiments" / script), "--scale", "cpu", "--dry-run"]
+    out = subprocess.run(
+        [*cmd, "--data-root", str(tmp_path), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    ).stdout
+    points = [line for line in out.splitlines() if line.endswith((" done", " to run"))]
+    assert points and all(line.endswith(" done") for line in points), out

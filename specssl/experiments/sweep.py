@@ -96,12 +96,39 @@ def irrelevant_optim_keys(optimizer: str) -> set[str]:
     return set() if optimizer == "lars" else {"lars_eta", "lars_clip_lr"}
 
 
+#: Options added to :class:`Config` after runs were recorded, with their defaults. While an
+#: option holds its default it is left out of hashes and recipe comparisons, so adding it
+#: does not orphan every cached run (or mark every recorded row stale).
+LATER_OPTIONS: dict[tuple[str, ...], Any] = {("optim", "static_lr"): []}
+
+
+def without_unchanging(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a config dict (``asdict(cfg)`` or a part of it holding ``optim``) without the
+    settings that cannot change its run: :func:`irrelevant_optim_keys` and
+    :data:`LATER_OPTIONS` at their defaults."""
+    data = json.loads(json.dumps(data, default=str))
+    drop = set()
+    if "optim" in data:
+        drop |= {("optim", key) for key in irrelevant_optim_keys(data["optim"]["name"])}
+    for path, default in LATER_OPTIONS.items():
+        node = data
+        for part in path[:-1]:
+            node = node.get(part, {})
+        if node.get(path[-1], default) == default:
+            drop.add(path)
+    for path in drop:
+        node = data
+        for part in path[:-1]:
+            node = node.get(part, {})
+        node.pop(path[-1], None)
+    return data
+
+
 def config_hash(cfg: Config) -> str:
     """8 hex digits of the resolved config, without the entries in :data:`UNHASHED` and
-    :func:`irrelevant_optim_keys`."""
-    data = asdict(cfg)
-    irrelevant = {("optim", key) for key in irrelevant_optim_keys(cfg.optim.name)}
-    for path in UNHASHED | irrelevant:
+    those :func:`without_unchanging` removes."""
+    data = without_unchanging(asdict(cfg))
+    for path in UNHASHED:
         node = data
         for part in path[:-1]:
             node = node[part]
