@@ -111,16 +111,17 @@ def without_unchanging(data: dict[str, Any]) -> dict[str, Any]:
     if "optim" in data:
         drop |= {("optim", key) for key in irrelevant_optim_keys(data["optim"]["name"])}
     for path, default in LATER_OPTIONS.items():
-        node = data
-        for part in path[:-1]:
-            node = node.get(part, {})
-        if node.get(path[-1], default) == default:
+        if _parent(data, path).get(path[-1], default) == default:
             drop.add(path)
     for path in drop:
-        node = data
-        for part in path[:-1]:
-            node = node.get(part, {})
-        node.pop(path[-1], None)
+        _parent(data, path).pop(path[-1], None)
+    return data
+
+
+def _parent(data: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    """The dict that holds ``path[-1]`` in nested ``data`` (empty if a level is missing)."""
+    for part in path[:-1]:
+        data = data.get(part, {})
     return data
 
 
@@ -129,10 +130,7 @@ def config_hash(cfg: Config) -> str:
     those :func:`without_unchanging` removes."""
     data = without_unchanging(asdict(cfg))
     for path in UNHASHED:
-        node = data
-        for part in path[:-1]:
-            node = node[part]
-        node.pop(path[-1], None)
+        _parent(data, path).pop(path[-1], None)
     blob = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:8]
 
