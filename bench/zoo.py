@@ -292,7 +292,7 @@ def run_method(method: str, args: argparse.Namespace) -> dict:
         row.update(evaluate(module, datamodule, args))
     row.update(
         {
-            "epochs": args.epochs,
+            "epochs": cfg.trainer.max_epochs,  # a variant may override the budget's
             "width": args.width,
             "optim": f"{cfg.optim.name} lr {cfg.optim.lr:g}",
             "embedding_dim": cfg.method.proj_output_dim,
