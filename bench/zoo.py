@@ -292,8 +292,9 @@ def run_method(method: str, args: argparse.Namespace) -> dict:
         row.update(evaluate(module, datamodule, args))
     row.update(
         {
-            "epochs": cfg.trainer.max_epochs,  # a variant may override the budget's
-            "width": args.width,
+            # from the trained config, not args: a variant may override the budget's
+            "epochs": cfg.trainer.max_epochs,
+            "width": cfg.backbone.width,
             "optim": f"{cfg.optim.name} lr {cfg.optim.lr:g}",
             "embedding_dim": cfg.method.proj_output_dim,
             "commit": git_commit(),
