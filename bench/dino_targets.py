@@ -3,7 +3,9 @@
 For a DINO run directory (default: the zoo's ``runs/zoo/dino``) it builds the network at random
 initialisation (seed 0) and from the run's last checkpoint, passes the first ``--images`` CIFAR-10
 test images (normalised, not augmented) through backbone, projection MLP, L2 normalisation and
-prototypes, and prints per state:
+prototypes, and prints per state and BatchNorm mode (``train``: batch statistics, what the loss
+sees during training; ``eval``: running statistics, which at random initialisation are the
+identity and so do not show what training starts from):
 
 * the mean pairwise cosine similarity of the bottleneck embeddings (1 = every image the same);
 * the mean entropy of the centred, sharpened teacher distribution
@@ -12,6 +14,8 @@ prototypes, and prints per state:
 * the standard deviation over images of each prototype's score, averaged over prototypes.
 
     python bench/dino_targets.py --data-root ../shared/data
+    python bench/dino_targets.py --data-root ../shared/data --no-trained \
+        --set method.options.use_bn=true      # random init of a variant's network
 """
 
 from __future__ import annotations
@@ -29,10 +33,13 @@ from specssl.train.config import load_config
 from specssl.train.module import SSLModule
 
 
-def target_statistics(module: SSLModule, images: torch.Tensor, temps: list[float]) -> dict:
-    """Statistics of DINO's outputs for ``images: (n, 3, 32, 32)`` normalised floats."""
+def target_statistics(
+    module: SSLModule, images: torch.Tensor, temps: list[float], train_mode: bool
+) -> dict:
+    """Statistics of DINO's outputs for ``images: (n, 3, 32, 32)`` normalised floats, with
+    BatchNorm on batch statistics (``train_mode``) or running statistics."""
     method = module.method
-    method.eval()
+    method.train(train_mode)
     with torch.no_grad():
         z = F.normalize(method.projector(method.backbone(images)), dim=-1)
         scores = method.prototypes(z)
@@ -55,9 +62,15 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, default=Path("runs/zoo/dino"))
     parser.add_argument("--data-root", default="./data")
     parser.add_argument("--images", type=int, default=512)
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides (a variant)"
+    )
+    parser.add_argument(
+        "--no-trained", action="store_true", help="random initialisation only (no checkpoint)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    cfg = load_config(args.run_dir / "config.yaml")
+    cfg = load_config(args.run_dir / "config.yaml", args.set)
     images, _, _ = read_cifar(args.data_root, "cifar10", "test")
     mean, std = dataset_stats("cifar10")
     x = images[: args.images].float() / 255
@@ -66,10 +79,16 @@ def main() -> None:
     module = SSLModule(cfg, 10)
     loss = module.method.loss_fn
     temps = sorted({loss.warmup_teacher_temp, loss.teacher_temp})
-    rows = [("random init", target_statistics(module, x, temps))]
-    state = torch.load(args.run_dir / "checkpoints" / "last.ckpt", map_location="cpu")
-    module.load_state_dict(state["state_dict"])
-    rows.append(("trained (last.ckpt)", target_statistics(module, x, temps)))
+    states = [("random init", {k: v.clone() for k, v in module.state_dict().items()})]
+    if not args.no_trained:
+        state = torch.load(args.run_dir / "checkpoints" / "last.ckpt", map_location="cpu")
+        states.append(("trained (last.ckpt)", state["state_dict"]))
+    rows = []
+    for name, state_dict in states:
+        for train_mode in (True, False):
+            module.load_state_dict(state_dict)  # a train-mode pass updates BN running stats
+            mode = "BN train" if train_mode else "BN eval"
+            rows.append((f"{name}, {mode}", target_statistics(module, x, temps, train_mode)))
 
     keys = list(rows[0][1])
     print("| state | " + " | ".join(keys) + " |")

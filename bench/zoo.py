@@ -14,7 +14,9 @@ width-16 ResNet-18 with the CIFAR stem, batch 256, ``--epochs`` epochs with a ha
 warm-up and cosine decay, the CIFAR two-view augmentation of the training system, seed 0.
 Each method keeps the ``method`` and ``optim`` sections of its own paper-scale recipe
 ``configs/cifar10/<method>.yaml`` (loss hyper-parameters, heads, optimizer and base lr, with
-their sources cited in that file).
+their sources cited in that file), plus its entry of :data:`SHORT_BUDGET` if it has one: a
+setting that a recipe tuned for 1000 epochs needs in order to learn at all in this budget, each
+found by a diagnostic variant whose row stays in the report next to it.
 
 Evaluation (identical for every method, on frozen backbone features of the un-augmented
 50k training and 10k test images): weighted kNN (k=200, T=0.1, cosine), 5-NN (majority vote),
@@ -81,6 +83,19 @@ ZOO = [
     "dino",
 ]
 RANDOM_INIT = "random_init"
+
+#: Short-budget adjustments: method -> (config overrides, why). Applied on top of the budget to
+#: the method's row and to all its variants (a variant can undo one, e.g. ``optim.static_lr=[]``).
+#: The report lists them with the row that measured the need.
+SHORT_BUDGET: dict[str, tuple[tuple[str, ...], str]] = {
+    "byol": (
+        ("optim.static_lr=[predictor]",),
+        "the predictor at a constant learning rate, as SimSiam's recipe has it: with the "
+        "predictor's lr on the 4-epoch cosine (solo-learn's recipe) the embedding stays near "
+        "rank one and BYOL does not learn (row `byol@pred_scheduled`; still so with 10 epochs, "
+        "`byol@ep10`)",
+    ),
+}
 #: The linear probe picks its L2 weight on a held-out 10% of the training features.
 PROBE_WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2)
 
@@ -129,12 +144,14 @@ def row_key(method: str, variant: str | None) -> str:
 def config_of(
     args: argparse.Namespace, method: str, variant: str | None = None, overrides=()
 ) -> Config:
-    """The recipe of ``method`` under the budget, plus a variant's ``overrides``."""
+    """The recipe of ``method`` under the budget and its :data:`SHORT_BUDGET` adjustment, plus
+    a variant's ``overrides``."""
     recipe = REPO / "configs" / "cifar10" / f"{method}.yaml"
     if method == RANDOM_INIT:
         recipe = REPO / "configs" / "cifar10" / "intl.yaml"
     budget = budget_overrides(args, row_key(method, variant))
-    return load_config(recipe, [*budget, *overrides])
+    adjustment = SHORT_BUDGET.get(method, ((), ""))[0]
+    return load_config(recipe, [*budget, *adjustment, *overrides])
 
 
 @torch.no_grad()
@@ -434,6 +451,11 @@ def write_report(rows: list[dict]) -> None:
     if not intro:
         intro = "# CIFAR-10 at CPU scale: the method zoo\n\n"
     tail = "\n\nMethods not yet run: " + (", ".join(missing) if missing else "none") + ".\n"
+    adjustments = [f"- `{m}`: {' '.join(o)} — {why}" for m, (o, why) in SHORT_BUDGET.items()]
+    tail += (
+        "\nShort-budget adjustments (`SHORT_BUDGET` in `bench/zoo.py`; applied to the row and "
+        "its variants):\n\n" + "\n".join(adjustments) + "\n"
+    )
     if variants:
         tail += (
             "\n### Diagnostic variants (not part of the comparison)\n\n"
