@@ -95,6 +95,12 @@ SHORT_BUDGET: dict[str, tuple[tuple[str, ...], str]] = {
         "rank one and BYOL does not learn (row `byol@pred_scheduled`; still so with 10 epochs, "
         "`byol@ep10`)",
     ),
+    "barlow_twins": (
+        ("optim.lars_clip_lr=false",),
+        "LARS without solo-learn's clipping, as in the Barlow Twins authors' code: clipped, every "
+        "weight steps by the full η‖w‖ (bench/lars_steps.py) and Barlow Twins barely moves in 4 "
+        "epochs (row `barlow_twins@lars_clipped`; `barlow_twins@ep10` with 10)",
+    ),
 }
 #: The linear probe picks its L2 weight on a held-out 10% of the training features.
 PROBE_WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2)
