@@ -3,8 +3,9 @@
 For each method it builds the zoo's network and budget (``bench/zoo.py``: width-16 ResNet-18,
 batch 256, seed 0), takes one augmented CIFAR-10 training batch, back-propagates the method's
 loss once and prints, over the LARS-adapted weight tensors (biases and norm layers excluded, as
-in training), the relative step ``‖Δw‖ / ‖w‖`` that the recipe's optimizer would take at its
-base learning rate (before warm-up and momentum):
+in training), the relative step ``‖Δw‖ / ‖w‖`` that the recipe's optimizer takes at its base
+learning rate (one step of the training system's own LARS, before warm-up; the first momentum
+step is the plain step):
 
 * clipped LARS (solo-learn's, ``optim.lars_clip_lr: true``): ``Δw = min(r, lr) · (g + wd·w)``
   with the trust ratio ``r = η‖w‖ / ‖g + wd·w‖``: a loss with small gradients (``r > lr``) takes
@@ -18,6 +19,7 @@ base learning rate (before warm-up and momentum):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 from pathlib import Path
@@ -29,10 +31,16 @@ import zoo
 
 from specssl.train.datamodule import SSLDataModule
 from specssl.train.module import SSLModule
+from specssl.train.optim import build_optimizer
 
 
-def relative_steps(method: str, args: argparse.Namespace) -> tuple[float, list[float]]:
-    """(loss, clipped-LARS relative step of every LARS-adapted weight tensor) at init."""
+def relative_steps(method: str, args: argparse.Namespace) -> tuple[float, dict[bool, list]]:
+    """(loss, ``{clip_lr: relative step of every LARS-adapted weight tensor}``) at init.
+
+    The steps are measured, not re-derived: the training system's own optimiser
+    (:func:`specssl.train.optim.build_optimizer`, its parameter groups and LARS) takes one step
+    from the same weights and gradients with clipping on and off.
+    """
     cfg = zoo.config_of(args, method)
     torch.manual_seed(cfg.seed)
     datamodule = SSLDataModule(cfg)
@@ -43,15 +51,33 @@ def relative_steps(method: str, args: argparse.Namespace) -> tuple[float, list[f
     )
     out = module.method(module.views_of(images))
     out.loss.backward()
-    lr, eta, wd = cfg.optim.lr, cfg.optim.lars_eta, cfg.optim.weight_decay
-    steps = []
-    for name, p in module.method.named_parameters():
-        if p.grad is None or p.ndim <= 1 or name.endswith(".bias"):
-            continue  # frozen targets have no gradient; biases / norms are not LARS-adapted
-        w_norm, g_norm = p.norm(), (p.grad + wd * p).norm()
-        trust = eta * w_norm / g_norm
-        steps.append((min(trust, torch.tensor(lr)) * g_norm / w_norm).item())
+    params = [p for p in module.method.parameters() if p.grad is not None]
+    weights = [p.detach().clone() for p in params]
+    grads = [p.grad.clone() for p in params]  # LARS scales .grad in place: restore per step
+    steps: dict[bool, list[float]] = {}
+    for clip in (True, False):
+        for p, w, g in zip(params, weights, grads, strict=True):
+            p.data.copy_(w)
+            p.grad.copy_(g)
+        optim_cfg = dataclasses.replace(cfg.optim, lars_clip_lr=clip)
+        optimizer = build_optimizer(module.method, module.classifier, optim_cfg, cfg.optim.lr)
+        optimizer.step()
+        adapted = {
+            id(p)
+            for group in optimizer.param_groups
+            if not group.get("lars_exclude", False)
+            for p in group["params"]
+        }
+        steps[clip] = [
+            ((p.detach() - w).norm() / w.norm()).item()
+            for p, w in zip(params, weights, strict=True)
+            if id(p) in adapted
+        ]
     return out.loss.item(), steps
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.2e} / {min(values):.2e} / {max(values):.2e}"
 
 
 def main() -> None:
@@ -63,7 +89,7 @@ def main() -> None:
     args = argparse.Namespace(
         data_root=cli.data_root, epochs=4, width=16, seed=0, runs_dir="runs/zoo", variant=None
     )
-    print("| method | loss | clipped LARS: median / min / max ‖Δw‖/‖w‖ | unclipped: lr·η |")
+    print("| method | loss | ‖Δw‖/‖w‖ clipped LARS: median / min / max | unclipped LARS |")
     print("|---|---|---|---|")
     for method in cli.methods:
         cfg = zoo.config_of(args, method)
@@ -71,10 +97,7 @@ def main() -> None:
             print(f"| {method} | – | not trained with LARS ({cfg.optim.name}) | – |")
             continue
         loss, steps = relative_steps(method, args)
-        print(
-            f"| {method} | {loss:.4f} | {statistics.median(steps):.2e} / {min(steps):.2e} / "
-            f"{max(steps):.2e} | {cfg.optim.lr * cfg.optim.lars_eta:.2e} |"
-        )
+        print(f"| {method} | {loss:.4f} | {_spread(steps[True])} | {_spread(steps[False])} |")
 
 
 if __name__ == "__main__":
