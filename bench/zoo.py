@@ -101,6 +101,18 @@ SHORT_BUDGET: dict[str, tuple[tuple[str, ...], str]] = {
         "weight steps by the full η‖w‖ (bench/lars_steps.py) and Barlow Twins barely moves in 4 "
         "epochs (row `barlow_twins@lars_clipped`; `barlow_twins@ep10` with 10)",
     ),
+    "dino": (
+        (
+            "method.options.use_bn=true",
+            "optim.lars_clip_lr=false",
+            "method.loss.teacher_temp=0.04",
+        ),
+        "BatchNorm in the projection head (DINO code's use_bn_in_head), LARS without clipping "
+        "(DINO's own LARS) and teacher temperature 0.04 (DINO's starting value): with solo-learn's "
+        "settings the targets stay near-uniform and DINO does not learn in 4 epochs (row "
+        "`dino@recipe`); each change alone helps a little (rows `dino@bnhead`, `dino@noclip`, "
+        "`dino@tt004`), together they make it learn (ran as `dino@bn_noclip_tt004`)",
+    ),
 }
 #: The linear probe picks its L2 weight on a held-out 10% of the training features.
 PROBE_WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2)
