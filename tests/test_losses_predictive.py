@@ -452,6 +452,20 @@ def test_dino_teacher_sees_global_views_and_embeddings_are_bottleneck():
     assert any(t is method.target_prototypes for t, _ in method.momentum_pairs())
 
 
+def test_dino_use_bn_puts_batchnorm_after_every_hidden_linear_of_student_and_teacher():
+    plain = tiny("dino", proj_layers=3, options={"out_dim": 10})
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in plain.modules())
+    method = tiny("dino", proj_layers=3, options={"out_dim": 10, "use_bn": True})
+    expected = ["Linear", "BatchNorm1d", "GELU"] * 2 + ["Linear"]  # no BN on the bottleneck
+    for head in (method.projector, method.target_projector):
+        assert [type(m).__name__ for m in head] == expected
+    # the teacher's BatchNorm is its own EMA copy of the student's, not a shared layer
+    bn, target_bn = method.projector[1], method.target_projector[1]
+    assert bn is not target_bn
+    torch.testing.assert_close(bn.weight, target_bn.weight)
+    assert torch.isfinite(method(images((12, 12), (12, 12))).loss)
+
+
 def test_dino_loss_kwargs_reach_the_loss_and_options_are_validated():
     method = tiny("dino", options={"out_dim": 10}, loss={"warmup_teacher_temp_epochs": 5})
     assert method.loss_fn.warmup_teacher_temp_epochs == 5 and method.loss_fn.out_dim == 10
