@@ -29,19 +29,20 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import zoo
 
+from specssl.train.config import Config
 from specssl.train.datamodule import SSLDataModule
 from specssl.train.module import SSLModule
 from specssl.train.optim import build_optimizer
 
 
-def relative_steps(method: str, args: argparse.Namespace) -> tuple[float, dict[bool, list]]:
-    """(loss, ``{clip_lr: relative step of every LARS-adapted weight tensor}``) at init.
+def relative_steps(cfg: Config) -> tuple[float, dict[bool, list]]:
+    """(loss, ``{clip_lr: relative step of every LARS-adapted weight tensor}``) at init of the
+    network, data and optimizer of ``cfg`` (a zoo config).
 
     The steps are measured, not re-derived: the training system's own optimiser
     (:func:`specssl.train.optim.build_optimizer`, its parameter groups and LARS) takes one step
     from the same weights and gradients with clipping on and off.
     """
-    cfg = zoo.config_of(args, method)
     torch.manual_seed(cfg.seed)
     datamodule = SSLDataModule(cfg)
     datamodule.setup("fit")
@@ -86,9 +87,7 @@ def main() -> None:
     parser.add_argument("--data-root", default="./data")
     cli = parser.parse_args()
     torch.set_num_threads(1)
-    args = argparse.Namespace(
-        data_root=cli.data_root, epochs=4, width=16, seed=0, runs_dir="runs/zoo", variant=None
-    )
+    args = zoo.build_parser().parse_args(["--data-root", cli.data_root])  # the zoo's budget
     print("| method | loss | ‖Δw‖/‖w‖ clipped LARS: median / min / max | unclipped LARS |")
     print("|---|---|---|---|")
     for method in cli.methods:
@@ -96,7 +95,7 @@ def main() -> None:
         if cfg.optim.name != "lars":
             print(f"| {method} | – | not trained with LARS ({cfg.optim.name}) | – |")
             continue
-        loss, steps = relative_steps(method, args)
+        loss, steps = relative_steps(cfg)
         print(f"| {method} | {loss:.4f} | {_spread(steps[True])} | {_spread(steps[False])} |")
 
 

@@ -492,7 +492,8 @@ def _after(md: Path) -> str:
     return rest
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The zoo's command line; its defaults are the budget (other bench scripts reuse them)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=[RANDOM_INIT, *ZOO])
     parser.add_argument("--data-root", default=os.environ.get("SPECSSL_DATA", "./data"))
@@ -511,6 +512,11 @@ def main() -> None:
         metavar=("TAG", "KEY=VALUE"),
         help="diagnostic: run the methods with these config overrides as rows <method>@TAG",
     )
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     if args.variant and (len(args.variant) < 2 or "=" in args.variant[0]):
         parser.error("--variant takes a tag then at least one KEY=VALUE override")

@@ -6,7 +6,6 @@ every row's recorded config is the one its listed command would train today.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 from pathlib import Path
@@ -26,10 +25,8 @@ def zoo():
 
 
 @pytest.fixture
-def args():
-    return argparse.Namespace(
-        data_root="/data", epochs=4, width=16, seed=0, runs_dir="runs/zoo", variant=None
-    )
+def args(zoo):
+    return zoo.build_parser().parse_args(["--data-root", "/data"])  # the budget's defaults
 
 
 def test_every_zoo_method_has_a_recipe_that_loads_under_the_budget(zoo, args):
