@@ -167,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         for r in group_rows:
             lin, nn5 = PAPER_GROUPS.get((r["variant"], r["views"]), (None, None))
             r["paper_linear"], r["paper_5nn"] = lin, nn5
-        sections = [
-            Section(
+        sections = {
+            "axis": Section(
                 "Batch vs channel whitening at small batch sizes",
                 markdown_table(
                     axis_rows,
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                 "`method.loss.axis` and the batch size swept (sub-batch `w_size` cut to the batch "
                 "where it is larger).",
             ),
-            Section(
+            "whitening": Section(
                 "ZCA vs PCA (vs Cholesky) whitening",
                 markdown_table(
                     white_rows,
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 "`configs/cifar10/wmse.yaml` (W-MSE: batch whitening in sub-batches) with "
                 "`method.loss.method` swept.",
             ),
-            Section(
+            "groups": Section(
                 "Random group partition vs fixed groups",
                 markdown_table(
                     group_rows,
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"groups, CW-RGP = {groups} random groups (a fresh channel permutation per view "
                 "and step).",
             ),
-        ]
+        }
         return write_report(
             sweep.out_dir,
             sweep.scale,
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                 budget.describe(PAPER_EPOCHS),
                 "extra overrides: " + (" ".join(f"`{s}`" for s in args.set) or "none"),
             ],
-            sections=sections,
+            sections=[sections[s] for s in STUDIES if s in args.studies],  # only those asked for
             records=records,
             specs=specs,
             command=sweep.command,

@@ -148,8 +148,18 @@ def main(argv: list[str] | None = None) -> int:
                 "extra overrides: " + (" ".join(f"`{s}`" for s in args.set) or "none"),
             ],
             sections=[
-                Section("Batch size (Table 4)", markdown_table(by_batch, batch_cols)),
-                Section("Embedding dimension (Figure 4)", markdown_table(by_dim, dim_cols)),
+                section
+                for sweep_name, section in (
+                    (
+                        "batch",
+                        Section("Batch size (Table 4)", markdown_table(by_batch, batch_cols)),
+                    ),
+                    (
+                        "dim",
+                        Section("Embedding dimension (Figure 4)", markdown_table(by_dim, dim_cols)),
+                    ),
+                )
+                if sweep_name in args.sweeps  # a report lists only the sweeps it was asked for
             ],
             records=records,
             specs=specs,

@@ -266,6 +266,22 @@ def test_report_rebuild_keeps_the_analysis_text(smoke_runs):
     assert text.endswith("Seen by a human.\n") and text.count(BEGIN) == 1
 
 
+@pytest.mark.parametrize(
+    "name, flags, shown, hidden",
+    [
+        ("cwrgp_ablations", ["--studies", "groups"], "Random group", ["Batch vs", "ZCA vs PCA"]),
+        ("table4_batch_dim", ["--sweeps", "dim"], "Embedding dimension", ["Batch size"]),
+    ],
+)
+def test_a_report_lists_only_the_studies_it_was_asked_for(smoke_runs, name, flags, shown, hidden):
+    base, args = smoke_runs[name]
+    out = base / "subset"
+    assert load_script(name).main([*args, "--out", str(out), "--report-only", *flags]) == 0
+    titles = [line for line in (out / "smoke.md").read_text().splitlines() if line[:3] == "## "]
+    assert any(shown in t for t in titles), titles
+    assert not any(h in t for t in titles for h in hidden), titles
+
+
 def test_dry_run_lists_runs_and_trains_nothing(smoke_runs, capsys, monkeypatch):
     args = smoke_runs["table4_batch_dim"][1]
     monkeypatch.setattr(Sweep, "run_one", lambda *a: pytest.fail("dry run must not train"))
