@@ -44,8 +44,8 @@ class INTLLoss(nn.Module):
             covariance size (batch size on the channel axis, ``d`` on the batch axis); that
             rule gives 0 for sizes <= 8, which warns (INTL would be IterNorm-only). Measured:
             at batch 32 on the channel axis the rule's 0.02 let Z collapse in 3 of 3 CPU-scale
-            CIFAR-10 runs while ``beta=0.05`` learned (docs/results/table4_batch_dim/cpu.md);
-            pass ``beta`` explicitly for small batches.
+            CIFAR-10 runs while ``beta=0.05`` learned in 3 of 3
+            (docs/results/table4_batch_dim/cpu.md); pass ``beta`` explicitly for small batches.
         axis: ``"channel"`` (authors' code, default) or ``"batch"`` (paper's text).
         groups: channel groups whitened independently (default 1).
 
