@@ -55,6 +55,7 @@ BATCH_GRID = [32, 64, 128, 256, 512, 1024]
 DIM_GRID = [64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]
 #: Table 4 of the INTL paper (ImageNet, ResNet-50, 100 epochs, d = 8192): linear top-1 %.
 PAPER_TABLE4 = {32: 64.2, 64: 66.4, 128: 68.1, 256: 68.7, 512: 69.5, 1024: 69.7}
+SWEEPS = ("batch", "dim")
 PAPER_EPOCHS = {"batch": 100, "dim": 300}
 FIXED_BATCH = 256
 SMOKE = {"batch": [32], "dim": [32], "fixed_dim": 16, "fixed_batch": 64}
@@ -64,7 +65,7 @@ SEEDS = 3
 
 def main(argv: list[str] | None = None) -> int:
     parser = sweep_parser(__doc__, name=NAME, default_seeds=SEEDS)
-    parser.add_argument("--sweeps", nargs="+", choices=["batch", "dim"], default=["batch", "dim"])
+    parser.add_argument("--sweeps", nargs="+", choices=SWEEPS, default=list(SWEEPS))
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=None, help=f"{BATCH_GRID}")
     parser.add_argument("--dims", type=int, nargs="+", default=None, help=f"{DIM_GRID}")
     parser.add_argument("--recipe", type=Path, default=RECIPE, help="INTL recipe (paper scale)")
@@ -125,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
             Z_COND,
             Z_RANK,
         ]
+        sections = {
+            "batch": Section("Batch size (Table 4)", markdown_table(by_batch, batch_cols)),
+            "dim": Section("Embedding dimension (Figure 4)", markdown_table(by_dim, dim_cols)),
+        }
         b_epochs = budget.epochs_of(PAPER_EPOCHS["batch"])
         d_epochs = budget.epochs_of(PAPER_EPOCHS["dim"])
         return write_report(
@@ -147,20 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"recipe `{_shown(args.recipe if args.scale == 'paper' else RECIPE)}`; "
                 "extra overrides: " + (" ".join(f"`{s}`" for s in args.set) or "none"),
             ],
-            sections=[
-                section
-                for sweep_name, section in (
-                    (
-                        "batch",
-                        Section("Batch size (Table 4)", markdown_table(by_batch, batch_cols)),
-                    ),
-                    (
-                        "dim",
-                        Section("Embedding dimension (Figure 4)", markdown_table(by_dim, dim_cols)),
-                    ),
-                )
-                if sweep_name in args.sweeps  # a report lists only the sweeps it was asked for
-            ],
+            sections=[sections[name] for name in SWEEPS if name in args.sweeps],  # asked for
             records=records,
             specs=specs,
             command=sweep.command,
