@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             records=records,
             specs=specs,
             command=sweep.command,
-            figure=lambda path: plot(axis_rows, white_rows, group_rows, path),
+            figure=lambda path: plot(args.studies, axis_rows, white_rows, group_rows, path),
             csv_first=["study", "axis", "batch_size", "whitening", "variant", "views"],
             references=sweep.references,
         )
@@ -250,16 +250,43 @@ def main(argv: list[str] | None = None) -> int:
     return execute(args, command_line("cwrgp_ablations.py", argv), specs, report)
 
 
-def plot(axis_rows: list[dict], white_rows: list[dict], group_rows: list[dict], path) -> None:
-    """(a) kNN against batch size per axis, (b) per whitening method, (c) per group variant."""
-    fig, axes = new_figure(3)
-    ax_axis, ax_white, ax_groups = axes[0]
+def plot(
+    studies: list[str],
+    axis_rows: list[dict],
+    white_rows: list[dict],
+    group_rows: list[dict],
+    path,
+) -> None:
+    """One panel per study asked for, in ``STUDIES`` order: kNN against batch size per axis,
+    per whitening method, per group variant."""
+    shown = [s for s in STUDIES if s in studies]
+    fig, axes = new_figure(len(shown))
+    for letter, study, ax in zip("abc", shown, axes[0], strict=False):
+        if study == "axis":
+            _plot_axis(ax, axis_rows)
+            title = "whitening axis"
+        elif study == "whitening":
+            _plot_points(ax, white_rows, lambda r: r["whitening"])
+            title = "whitening method"
+        else:
+            _plot_points(ax, group_rows, lambda r: f"{r['variant']} {r['views']}")
+            title = "group partition"
+        ax.set_title(f"({letter}) {title}")
+        ax.set_ylabel("top-1 accuracy (%)")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def _plot_axis(ax, axis_rows: list[dict]) -> None:
+    """kNN top-1 against batch size, one line per whitening axis."""
     for axis, style in (("batch", "--"), ("channel", "-")):
         rows = [r for r in axis_rows if r["axis"] == axis]
         if rows:
             xs = [r["batch_size"] for r in rows]
             errorbar_series(
-                ax_axis,
+                ax,
                 xs,
                 rows,
                 "knn200_top1",
@@ -267,35 +294,21 @@ def plot(axis_rows: list[dict], white_rows: list[dict], group_rows: list[dict], 
                 failed_y=0.0,
                 linestyle=style,
             )
-    ax_axis.set_xscale("log", base=2)
+    ax.set_xscale("log", base=2)
     batches = sorted({r["batch_size"] for r in axis_rows})
     if batches:
-        ax_axis.set_xticks(batches, [str(b) for b in batches])
-    ax_axis.set_xlabel("batch size")
-    ax_axis.set_title("(a) whitening axis")
-    for ax, rows, label_of, title in (
-        (ax_white, white_rows, lambda r: r["whitening"], "(b) whitening method"),
-        (ax_groups, group_rows, lambda r: f"{r['variant']} {r['views']}", "(c) group partition"),
-    ):
+        ax.set_xticks(batches, [str(b) for b in batches])
+    ax.set_xlabel("batch size")
+
+
+def _plot_points(ax, rows: list[dict], label_of) -> None:
+    """kNN top-1 of each row as a point, labelled on the x axis."""
+    if rows:
         xs = list(range(len(rows)))
-        if rows:
-            errorbar_series(
-                ax,
-                xs,
-                rows,
-                "knn200_top1",
-                label="kNN top-1 (k=200)",
-                failed_y=0.0,
-                linestyle="none",
-            )
-            ax.set_xticks(xs, [label_of(r) for r in rows], rotation=20)
-        ax.set_title(title)
-    for ax in (ax_axis, ax_white, ax_groups):
-        ax.set_ylabel("top-1 accuracy (%)")
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=8)
-    save_figure(fig, path)
+        errorbar_series(
+            ax, xs, rows, "knn200_top1", label="kNN top-1 (k=200)", failed_y=0.0, linestyle="none"
+        )
+        ax.set_xticks(xs, [label_of(r) for r in rows], rotation=20)
 
 
 if __name__ == "__main__":

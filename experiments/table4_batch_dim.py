@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             records=records,
             specs=specs,
             command=sweep.command,
-            figure=lambda path: plot(by_batch, by_dim, path),
+            figure=lambda path: plot(args.sweeps, by_batch, by_dim, path),
             csv_first=["sweep", "batch_size", "embedding_dim"],
             references=sweep.references,
         )
@@ -171,26 +171,30 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def plot(by_batch: list[dict], by_dim: list[dict], path: Path) -> None:
-    """kNN top-1 against the batch size (left) and the embedding dimension (right), log2 x."""
-    fig, axes = new_figure(2)
-    left, right = axes[0]
-    for ax, rows, key, label in (
-        (left, by_batch, "batch_size", "batch size"),
-        (right, by_dim, "embedding_dim", "embedding dimension"),
-    ):
+def plot(sweeps: list[str], by_batch: list[dict], by_dim: list[dict], path: Path) -> None:
+    """kNN top-1 against the batch size and/or the embedding dimension (the sweeps asked
+    for, one panel each), log2 x; the paper's Table 4 beside the batch sweep."""
+    panels = {
+        "batch": (by_batch, "batch_size", "batch size"),
+        "dim": (by_dim, "embedding_dim", "embedding dimension"),
+    }
+    shown = [name for name in SWEEPS if name in sweeps]
+    fig, axes = new_figure(len(shown))
+    for name, ax in zip(shown, axes[0], strict=True):
+        rows, key, label = panels[name]
         if rows:
             xs = [r[key] for r in rows]
             errorbar_series(ax, xs, rows, "knn200_top1", label="kNN top-1 (k=200)", failed_y=0.0)
             ax.set_xscale("log", base=2)
             ax.set_xticks(xs, [str(x) for x in xs])
+        paper = [(r["batch_size"], r["paper"]) for r in rows if r.get("paper") is not None]
+        if name == "batch" and paper:
+            ax.plot(
+                *zip(*paper, strict=True), "s--", color="gray", label="paper (ImageNet, linear)"
+            )
         ax.set_xlabel(label)
         ax.set_ylabel("top-1 accuracy (%)")
         ax.grid(alpha=0.3)
-    paper = [(r["batch_size"], r["paper"]) for r in by_batch if r.get("paper") is not None]
-    if paper:
-        left.plot(*zip(*paper, strict=True), "s--", color="gray", label="paper (ImageNet, linear)")
-    for ax in (left, right):
         if ax.lines:
             ax.legend(fontsize=8)
     save_figure(fig, path)

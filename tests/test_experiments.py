@@ -337,9 +337,20 @@ def test_missing_data_directory_is_a_one_line_error(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("script", "args"),
     [
-        ("fig2b_power_sweep.py", ["--epochs", "10", "--seeds", "0", "1"]),
-        ("fig3_iternorm_T.py", ["--seeds", "0"]),
-        ("table4_batch_dim.py", ["--seeds", "0"]),
+        ("fig2b_power_sweep.py", "--epochs 10 --seeds 0 1 2"),
+        ("fig3_iternorm_T.py", "--seeds 0 1 2"),
+        ("table4_batch_dim.py", "--seeds 0 1 2"),
+        ("cwrgp_ablations.py", "--seeds 0 1 2"),
+        (
+            "table4_batch_dim.py",
+            "--sweeps batch --batch-sizes 32 --seeds 0 1 2 --set method.loss.beta=0.05 "
+            "--out docs/results/table4_batch_dim/batch32_beta005",
+        ),
+        (
+            "cwrgp_ablations.py",
+            "--studies groups --views 2 --epochs 10 --seeds 0 "
+            "--out docs/results/cwrgp_ablations/groups_10ep",
+        ),
     ],
 )
 def test_committed_cpu_results_are_found_by_the_current_config_hash(script, args, tmp_path):
@@ -350,7 +361,7 @@ def test_committed_cpu_results_are_found_by_the_current_config_hash(script, args
 
     cmd = [sys.executable, str(REPO / "experiments" / script), "--scale", "cpu", "--dry-run"]
     out = subprocess.run(
-        [*cmd, "--data-root", str(tmp_path), *args],
+        [*cmd, "--data-root", str(tmp_path), *args.split()],
         capture_output=True,
         text=True,
         check=True,
