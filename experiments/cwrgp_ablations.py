@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in group_rows:
             lin, nn5 = PAPER_GROUPS.get((r["variant"], r["views"]), (None, None))
             r["paper_linear"], r["paper_5nn"] = lin, nn5
+        shown = [s for s in STUDIES if s in args.studies]  # the studies asked for, in order
         sections = {
             "axis": Section(
                 "Batch vs channel whitening at small batch sizes",
@@ -238,11 +239,11 @@ def main(argv: list[str] | None = None) -> int:
                 budget.describe(PAPER_EPOCHS),
                 "extra overrides: " + (" ".join(f"`{s}`" for s in args.set) or "none"),
             ],
-            sections=[sections[s] for s in STUDIES if s in args.studies],  # only those asked for
+            sections=[sections[s] for s in shown],
             records=records,
             specs=specs,
             command=sweep.command,
-            figure=lambda path: plot(args.studies, axis_rows, white_rows, group_rows, path),
+            figure=lambda path: plot(shown, axis_rows, white_rows, group_rows, path),
             csv_first=["study", "axis", "batch_size", "whitening", "variant", "views"],
             references=sweep.references,
         )
@@ -257,11 +258,10 @@ def plot(
     group_rows: list[dict],
     path,
 ) -> None:
-    """One panel per study asked for, in ``STUDIES`` order: kNN against batch size per axis,
+    """One panel per study of ``studies`` (in that order): kNN against batch size per axis,
     per whitening method, per group variant."""
-    shown = [s for s in STUDIES if s in studies]
-    fig, axes = new_figure(len(shown))
-    for letter, study, ax in zip("abc", shown, axes[0], strict=False):
+    fig, axes = new_figure(len(studies))
+    for letter, study, ax in zip("abc", studies, axes[0], strict=False):
         if study == "axis":
             _plot_axis(ax, axis_rows)
             title = "whitening axis"

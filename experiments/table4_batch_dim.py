@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             Z_COND,
             Z_RANK,
         ]
+        shown = [name for name in SWEEPS if name in args.sweeps]  # the sweeps asked for, in order
         sections = {
             "batch": Section("Batch size (Table 4)", markdown_table(by_batch, batch_cols)),
             "dim": Section("Embedding dimension (Figure 4)", markdown_table(by_dim, dim_cols)),
@@ -152,11 +153,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"recipe `{_shown(args.recipe if args.scale == 'paper' else RECIPE)}`; "
                 "extra overrides: " + (" ".join(f"`{s}`" for s in args.set) or "none"),
             ],
-            sections=[sections[name] for name in SWEEPS if name in args.sweeps],  # asked for
+            sections=[sections[name] for name in shown],
             records=records,
             specs=specs,
             command=sweep.command,
-            figure=lambda path: plot(args.sweeps, by_batch, by_dim, path),
+            figure=lambda path: plot(shown, by_batch, by_dim, path),
             csv_first=["sweep", "batch_size", "embedding_dim"],
             references=sweep.references,
         )
@@ -172,15 +173,14 @@ def _shown(path: Path) -> str:
 
 
 def plot(sweeps: list[str], by_batch: list[dict], by_dim: list[dict], path: Path) -> None:
-    """kNN top-1 against the batch size and/or the embedding dimension (the sweeps asked
-    for, one panel each), log2 x; the paper's Table 4 beside the batch sweep."""
+    """kNN top-1 against the batch size and/or the embedding dimension (one panel per sweep
+    of ``sweeps``, in that order), log2 x; the paper's Table 4 beside the batch sweep."""
     panels = {
         "batch": (by_batch, "batch_size", "batch size"),
         "dim": (by_dim, "embedding_dim", "embedding dimension"),
     }
-    shown = [name for name in SWEEPS if name in sweeps]
-    fig, axes = new_figure(len(shown))
-    for name, ax in zip(shown, axes[0], strict=True):
+    fig, axes = new_figure(len(sweeps))
+    for name, ax in zip(sweeps, axes[0], strict=True):
         rows, key, label = panels[name]
         if rows:
             xs = [r[key] for r in rows]
@@ -188,7 +188,7 @@ def plot(sweeps: list[str], by_batch: list[dict], by_dim: list[dict], path: Path
             ax.set_xscale("log", base=2)
             ax.set_xticks(xs, [str(x) for x in xs])
         paper = [(r["batch_size"], r["paper"]) for r in rows if r.get("paper") is not None]
-        if name == "batch" and paper:
+        if paper:  # only batch rows carry the paper's Table 4
             ax.plot(
                 *zip(*paper, strict=True), "s--", color="gray", label="paper (ImageNet, linear)"
             )
