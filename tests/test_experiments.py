@@ -355,11 +355,20 @@ def test_missing_data_directory_is_a_one_line_error(tmp_path, capsys):
 )
 def test_committed_cpu_results_are_found_by_the_current_config_hash(script, args, tmp_path):
     """Every point of a committed cpu report is found in its run records: a change to the
-    config (a new option, a renamed key) that moved the hashes would orphan them."""
+    config (a new option, a renamed key) that moved the hashes would orphan them. The records
+    predate the 2026-12-02 fidelity defaults, so they are looked up with
+    ``--earlier-semantics`` (the settings they ran with)."""
     import subprocess
     import sys
 
-    cmd = [sys.executable, str(REPO / "experiments" / script), "--scale", "cpu", "--dry-run"]
+    cmd = [
+        sys.executable,
+        str(REPO / "experiments" / script),
+        "--scale",
+        "cpu",
+        "--dry-run",
+        "--earlier-semantics",
+    ]
     out = subprocess.run(
         [*cmd, "--data-root", str(tmp_path), *args.split()],
         capture_output=True,
@@ -369,3 +378,20 @@ def test_committed_cpu_results_are_found_by_the_current_config_hash(script, args
     ).stdout
     points = [line for line in out.splitlines() if line.endswith((" done", " to run"))]
     assert points and all(line.endswith(" done") for line in points), out
+
+
+def test_todays_defaults_do_not_reuse_records_of_the_earlier_semantics(tmp_path):
+    """A run with the authors' defaults (per-view BatchNorm forward, ...) must not be served
+    from a record made with the earlier joint forward: their hashes differ."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(REPO / "experiments" / "fig3_iternorm_T.py"), "--scale", "cpu"]
+    cmd += ["--dry-run", "--data-root", str(tmp_path), "--seeds", "0"]
+    today = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=REPO).stdout
+    earlier = subprocess.run(
+        [*cmd, "--earlier-semantics"], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout
+    rows = [line for line in today.splitlines() if line.endswith((" done", " to run"))]
+    assert rows and all(line.endswith(" to run") for line in rows), today
+    assert all(line.endswith(" done") for line in earlier.splitlines() if "seed=0" in line)

@@ -352,11 +352,11 @@ def test_byol_loss_is_symmetrised_normalized_mse_on_target_projections():
     method = tiny("byol")
     views = images((12, 12), (12, 12))
     out = method(views)
-    with torch.no_grad():  # one batched pass over both views, as the method (BN statistics)
-        z = method.projector(method.backbone(torch.cat(views)))
-        p = method.predictor(z).split(8)
+    assert method.forward_mode == "per_view"  # solo-learn: each view its own BN batch
+    with torch.no_grad():
+        p = [method.predictor(method.projector(method.backbone(v))) for v in views]
         # fresh method: the target is still an exact copy of the online network
-        zt = method.target_projector(method.target_backbone(torch.cat(views))).split(8)
+        zt = [method.target_projector(method.target_backbone(v)) for v in views]
 
     def nmse(a, b):
         return ((F.normalize(a, dim=1) - F.normalize(b, dim=1)) ** 2).sum(1).mean()
@@ -376,8 +376,8 @@ def test_simsiam_stops_the_gradient_of_the_target_branch():
 
     def manual(stop: bool) -> dict[str, torch.Tensor | None]:
         method.zero_grad(set_to_none=True)
-        z = method.projector(method.backbone(torch.cat(views))).split(8)
-        p = method.predictor(torch.cat(z)).split(8)
+        z = [method.projector(method.backbone(v)) for v in views]  # per view (solo-learn)
+        p = [method.predictor(v) for v in z]
         tgt = [v.detach() for v in z] if stop else list(z)
         loss = -0.5 * (
             F.cosine_similarity(p[0], tgt[1]).mean() + F.cosine_similarity(p[1], tgt[0]).mean()

@@ -200,7 +200,8 @@ def test_intl_matches_reference(axis, shape_index, T, n_views) -> None:
     m, d = SHAPES[axis][shape_index]
     views = make_views(n_views, m, d, seed=T + 10 * n_views + shape_index)
     beta = 0.07
-    loss = INTLLoss(T=T, beta=beta, axis=axis)
+    # ref_intl is the all-pairs form; the authors' anchor pairing is tested in test_fidelity.py
+    loss = INTLLoss(T=T, beta=beta, axis=axis, pairing="all_pairs")
     total = loss(*views)
     ref_total, ref_inv, ref_tr = ref_intl(views, T, axis, beta)
     assert total.dtype == F64 and total.shape == ()
@@ -321,7 +322,10 @@ def test_cwrgp_random_groups_identical_views_are_not_zero() -> None:
     views get different group partitions and a positive loss (unlike every other loss here)."""
     z1, z2 = _identical(8, 48)
     torch.manual_seed(0)
-    value = CWRGPLoss(groups=4, random_groups=True)(z1, z2)
+    assert CWRGPLoss(groups=4, random_groups=True)(z1, z2).item() > 1e-3
+    earlier = {"centre": "group", "permute": "per_view"}  # what GroupZCARef transcribes
+    torch.manual_seed(0)
+    value = CWRGPLoss(groups=4, random_groups=True, **earlier)(z1, z2)
     assert value.item() > 1e-3
     torch.manual_seed(0)
     expected = ref_sub_batched([z1, z2], None, 1, 0, GroupZCARef(4, True))
@@ -438,7 +442,8 @@ def test_wmse_sub_batches_match_reference(n_views) -> None:
 @pytest.mark.parametrize("n_views", [2, 3])
 def test_cwrgp_fixed_groups_match_reference(groups, n_views) -> None:
     views = make_views(n_views, 8, 48, seed=groups)
-    got = CWRGPLoss(groups=groups, random_groups=False)(*views)
+    # per-group centring (the library's earlier form); the authors' is in test_fidelity.py
+    got = CWRGPLoss(groups=groups, random_groups=False, centre="group")(*views)
     expected = ref_pairwise([ref_group_zca_channel(z, groups) for z in views])
     torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-11)
 
@@ -446,7 +451,7 @@ def test_cwrgp_fixed_groups_match_reference(groups, n_views) -> None:
 def test_cwrgp_fixed_groups_with_sub_batches_match_reference() -> None:
     views = make_views(2, 16, 48, seed=8, noise=1.0)
     torch.manual_seed(5)
-    got = CWRGPLoss(groups=2, w_size=4, w_iter=2, random_groups=False)(*views)
+    got = CWRGPLoss(groups=2, w_size=4, w_iter=2, random_groups=False, centre="group")(*views)
     expected = ref_sub_batched(views, 4, 2, 5, GroupZCARef(2, False))
     torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-11)
 
@@ -454,7 +459,8 @@ def test_cwrgp_fixed_groups_with_sub_batches_match_reference() -> None:
 @pytest.mark.parametrize("w_size,w_iter", [(None, 1), (None, 2), (4, 2)])
 def test_cwrgp_random_groups_match_reference_with_reproduced_permutations(w_size, w_iter) -> None:
     views = make_views(3, 8, 48, seed=9)
-    loss = CWRGPLoss(groups=4, w_size=w_size, w_iter=w_iter, random_groups=True)
+    earlier = {"centre": "group", "permute": "per_view"}  # the authors' form: test_fidelity.py
+    loss = CWRGPLoss(groups=4, w_size=w_size, w_iter=w_iter, random_groups=True, **earlier)
     torch.manual_seed(77)
     got = loss(*views)
     assert torch.isfinite(got)
@@ -463,7 +469,7 @@ def test_cwrgp_random_groups_match_reference_with_reproduced_permutations(w_size
     # The partition is random: another seed gives a different value, fixed groups another.
     torch.manual_seed(78)
     assert abs(loss(*views).item() - got.item()) > 1e-6
-    fixed = CWRGPLoss(groups=4, w_size=w_size, w_iter=w_iter, random_groups=False)
+    fixed = CWRGPLoss(groups=4, w_size=w_size, w_iter=w_iter, random_groups=False, **earlier)
     torch.manual_seed(77)
     assert abs(fixed(*views).item() - got.item()) > 1e-6
 

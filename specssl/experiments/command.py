@@ -10,6 +10,7 @@ overrides for every run), ``--dry-run`` (list the runs and which are done) and
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 import sys
@@ -77,6 +78,12 @@ def sweep_parser(description: str, *, name: str, default_seeds: int) -> argparse
     )
     parser.add_argument("--dry-run", action="store_true", help="list the runs, train nothing")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report only")
+    parser.add_argument(
+        "--earlier-semantics",
+        action="store_true",
+        help="run with the defaults of before 2026-12-02 (joint BatchNorm forward, INTL all-pairs"
+        ", ...; docs/fidelity.md): reproduces or extends the records made then",
+    )
     return parser
 
 
@@ -118,6 +125,8 @@ def execute(
     report: ReportFn,
 ) -> int:
     """Run (or list, or only report) the sweep of ``specs``; 2 on a configuration error."""
+    if getattr(args, "earlier_semantics", False):
+        specs = [dataclasses.replace(spec, earlier_semantics=True) for spec in specs]
     sweep = Sweep(
         args.experiment,
         args.scale,

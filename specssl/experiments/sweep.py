@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from specssl.methods.semantics import earlier_overrides, resolve_semantics
 from specssl.train.config import Config, ConfigError, load_config
 from specssl.train.module import TrainingDivergedError
 from specssl.train.run import pretrain, run_dir_of
@@ -60,6 +61,9 @@ class RunSpec:
     seed: int
     recipe: Path
     overrides: list[str] = field(default_factory=list)
+    #: run with the settings of before 2026-12-02 (:func:`earlier_overrides`), to reproduce or
+    #: extend records made then
+    earlier_semantics: bool = False
 
     @property
     def key(self) -> str:
@@ -68,7 +72,11 @@ class RunSpec:
         return "_".join([*parts, f"seed={self.seed}"])
 
     def config(self) -> Config:
-        return load_config(self.recipe, [*self.overrides, f"seed={self.seed}"])
+        cfg = load_config(self.recipe, [*self.overrides, f"seed={self.seed}"])
+        if not self.earlier_semantics:
+            return cfg
+        earlier = earlier_overrides(cfg.method.name)
+        return load_config(self.recipe, [*self.overrides, *earlier, f"seed={self.seed}"])
 
 
 def plan(
@@ -127,8 +135,11 @@ def _parent(data: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
 
 def config_hash(cfg: Config) -> str:
     """8 hex digits of the resolved config, without the entries in :data:`UNHASHED` and
-    those :func:`without_unchanging` removes."""
-    data = without_unchanging(asdict(cfg))
+    those :func:`without_unchanging` removes; settings whose defaults changed to the authors'
+    are resolved first (:func:`specssl.methods.semantics.resolve_semantics`)."""
+    data = asdict(cfg)
+    data["method"] = resolve_semantics(data["method"])
+    data = without_unchanging(data)
     for path in UNHASHED:
         _parent(data, path).pop(path[-1], None)
     blob = json.dumps(data, sort_keys=True, default=str)

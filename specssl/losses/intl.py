@@ -8,7 +8,7 @@ import warnings
 import torch
 from torch import nn
 
-from specssl.losses._views import mean_pairwise_normalized_mse, parse_views
+from specssl.losses._views import mean_pairwise_normalized_mse, normalized_mse, parse_views
 from specssl.spectral import covariance_diagonal, iternorm
 from specssl.spectral._common import Axis, check_axis, compute_dtype, full_precision
 
@@ -30,38 +30,54 @@ def trace_loss(zhat: torch.Tensor, axis: Axis, groups: int = 1) -> torch.Tensor:
     return (1 - covariance_diagonal(zhat, axis, groups)).pow(2).sum()
 
 
+PAIRINGS = ("anchor", "all_pairs")
+
+
 class INTLLoss(nn.Module):
     """IterNorm with trace loss (INTL).
 
-    Per view ``Ẑ_v = IterNorm_T(z_v)`` (Eqn. 3), then
+    Per view ``Ẑ_v = IterNorm_T(z_v)`` (Eqn. 3), ``ℓ(a, b) = 2 - 2 mean_i cos(a_i, b_i)`` and
+    ``TL(Ẑ) = Σ_j (1 - (Σ_Ẑ)_jj)^2`` (Eqn. 6). With ``V`` views:
 
-        L = mean over view pairs (2 - 2 mean_i cos(Ẑ_a[i], Ẑ_b[i]))  +  β Σ_v TL(Ẑ_v),
-        TL(Ẑ) = Σ_j (1 - (Σ_Ẑ)_jj)^2                                            (Eqn. 6)
+    * ``pairing="anchor"`` (default; the INTL authors' ``methods/intl.py``): every view
+      ``i >= 1`` is paired with view 0 only,
+      ``L = 1/(V-1) Σ_{i>=1} [ℓ(Ẑ_i, Ẑ_0) + β (TL(Ẑ_i) + TL(Ẑ_0))]``;
+    * ``pairing="all_pairs"`` (this library before 2026-12-02): ``ℓ`` averaged over all
+      unordered view pairs plus ``β Σ_v TL(Ẑ_v)``.
+
+    Both are ``ℓ(Ẑ_1, Ẑ_0) + β (TL(Ẑ_0) + TL(Ẑ_1))`` for two views. :meth:`momentum` is the
+    INTL-M objective (online views against one EMA-target view).
 
     Args:
         T: IterNorm iterations (paper default 4).
         beta: trace-loss weight; ``None`` uses :func:`default_trace_weight` of the whitened
             covariance size (batch size on the channel axis, ``d`` on the batch axis); that
-            rule gives 0 for sizes <= 8, which warns (INTL would be IterNorm-only). Measured:
-            at batch 32 on the channel axis the rule's 0.02 let Z collapse in 3 of 3 CPU-scale
-            CIFAR-10 runs while ``beta=0.05`` learned in 3 of 3
-            (docs/results/table4_batch_dim/cpu.md); pass ``beta`` explicitly for small batches.
+            rule gives 0 for sizes <= 8, which warns (INTL would be IterNorm-only). For small
+            batches pass ``beta`` explicitly (docs/results/table4_batch_dim/cpu.md).
         axis: ``"channel"`` (authors' code, default) or ``"batch"`` (paper's text).
         groups: channel groups whitened independently (default 1).
+        pairing: ``"anchor"`` or ``"all_pairs"`` (above).
 
     Call as ``loss(z1, z2)`` or ``loss([z1, z2, ...])`` with views ``(m, d)``. Returns a
     float32 (float64 for float64 input) scalar. ``last_terms`` holds the detached
-    ``invariance`` and ``trace`` terms of the last call (for logging and diagnosis).
+    ``invariance`` (the mean ``ℓ``) and ``trace`` (the sum multiplying ``β``) of the last call.
     """
 
     def __init__(
-        self, T: int = 4, beta: float | None = None, axis: Axis = "channel", groups: int = 1
+        self,
+        T: int = 4,
+        beta: float | None = None,
+        axis: Axis = "channel",
+        groups: int = 1,
+        pairing: str = "anchor",
     ) -> None:
         super().__init__()
         check_axis(axis)
         if beta is not None and beta < 0:
             raise ValueError(f"trace-loss weight beta must be >= 0, got {beta}")
-        self.T, self.beta, self.axis, self.groups = T, beta, axis, groups
+        if pairing not in PAIRINGS:
+            raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
+        self.T, self.beta, self.axis, self.groups, self.pairing = T, beta, axis, groups, pairing
         self.last_terms: dict[str, torch.Tensor] = {}
         self._warned_zero_beta = False
 
@@ -78,33 +94,62 @@ class INTLLoss(nn.Module):
                 f"INTLLoss: the default trace-loss weight 0.01 (log2 n - 3) is 0 for n={n} "
                 f"<= 8 ({'batch size' if self.axis == 'channel' else 'dimension'} on the "
                 f"{self.axis} axis), so INTL reduces to IterNorm-only; pass beta explicitly",
-                stacklevel=3,
+                stacklevel=4,
             )
         return beta
+
+    def whiten(self, z: torch.Tensor) -> torch.Tensor:
+        """``IterNorm_T(z)`` in float32/64 (upcast first: the spectral op computes in full
+        precision anyway and then keeps it)."""
+        return iternorm(
+            z.to(compute_dtype(z)), self.T, self.axis, groups=self.groups, check_finite=False
+        )
+
+    def trace_loss(self, zhat: torch.Tensor) -> torch.Tensor:
+        """Eqn. 6 for one whitened view."""
+        return trace_loss(zhat, self.axis, self.groups)
 
     def forward(self, *views: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
         zs = parse_views(views, type(self).__name__)
         with full_precision(zs[0]):
-            # Upcast first: the spectral op computes in float32/64 anyway and then keeps it.
-            whitened = [
-                iternorm(
-                    z.to(compute_dtype(z)),
-                    self.T,
-                    self.axis,
-                    groups=self.groups,
-                    check_finite=False,
-                )
-                for z in zs
-            ]
-            invariance = mean_pairwise_normalized_mse(whitened)
-            beta = self.trace_weight(zs[0])
-            trace = sum(trace_loss(w, self.axis, self.groups) for w in whitened)
-            loss = invariance + beta * trace
+            whitened = [self.whiten(z) for z in zs]
+            traces = [self.trace_loss(w) for w in whitened]
+            if self.pairing == "anchor":
+                anchor, others = whitened[0], whitened[1:]
+                invariance = sum(normalized_mse(w, anchor) for w in others) / len(others)
+                trace = traces[0] + sum(traces[1:]) / len(others)
+            else:
+                invariance = mean_pairwise_normalized_mse(whitened)
+                trace = sum(traces)
+            return self._combine(invariance, trace, zs[0])
+
+    def momentum(self, online: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        """INTL-M (the INTL authors' ``methods/intl_m.py``): online views ``z_i: (m, d)``
+        against the EMA target's embedding ``target: (m, d)`` of one view (no gradient),
+
+            L = 1/n Σ_i [ℓ(Ẑ_i, Ẑ_target) + β TL(Ẑ_i)],   n = len(online),
+
+        with ``Ẑ = IterNorm_T(·)`` for the target too and no trace loss on the target."""
+        zs = parse_views((*online, target), f"{type(self).__name__}.momentum")
+        online, target = zs[:-1], zs[-1].detach()
+        with full_precision(target):
+            target_hat = self.whiten(target)
+            whitened = [self.whiten(z) for z in online]
+            invariance = sum(normalized_mse(w, target_hat) for w in whitened) / len(whitened)
+            trace = sum(self.trace_loss(w) for w in whitened) / len(whitened)
+            return self._combine(invariance, trace, target)
+
+    def _combine(
+        self, invariance: torch.Tensor, trace: torch.Tensor, z: torch.Tensor
+    ) -> torch.Tensor:
         self.last_terms = {"invariance": invariance.detach(), "trace": trace.detach()}
-        return loss
+        return invariance + self.trace_weight(z) * trace
 
     def extra_repr(self) -> str:
-        return f"T={self.T}, beta={self.beta}, axis={self.axis}, groups={self.groups}"
+        return (
+            f"T={self.T}, beta={self.beta}, axis={self.axis}, groups={self.groups}, "
+            f"pairing={self.pairing}"
+        )
 
 
 class IterNormLoss(INTLLoss):
@@ -114,5 +159,7 @@ class IterNormLoss(INTLLoss):
     dimensional collapse. Kept as a loss so the failure can be reproduced and monitored.
     """
 
-    def __init__(self, T: int = 4, axis: Axis = "channel", groups: int = 1) -> None:
-        super().__init__(T=T, beta=0.0, axis=axis, groups=groups)
+    def __init__(
+        self, T: int = 4, axis: Axis = "channel", groups: int = 1, pairing: str = "anchor"
+    ) -> None:
+        super().__init__(T=T, beta=0.0, axis=axis, groups=groups, pairing=pairing)

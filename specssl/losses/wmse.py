@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from specssl.losses._views import normalized_mse, parse_views, view_pairs
-from specssl.spectral import random_group_whiten, sub_batch_whiten, whiten
+from specssl.spectral import centre_channels, random_group_whiten, sub_batch_whiten, whiten
 from specssl.spectral._common import Axis, check_axis, compute_dtype, full_precision
 
 WhitenFn = Callable[[torch.Tensor], torch.Tensor]
@@ -95,10 +95,13 @@ class WMSELoss(nn.Module):
 class CWRGPLoss(WMSELoss):
     """CW-RGP: channel whitening with random group partition (Weng et al., NeurIPS 2022).
 
-    Each view's (sub-)batch is centred over channels, its channels randomly permuted and split
-    into ``groups`` groups, each group whitened with its own ``m x m`` covariance (ZCA, as in the
-    authors' code), un-permuted; then the W-MSE normalized MSE between views. A fresh channel
-    permutation is drawn per view and per round.
+    For every whitening sub-batch ``Z: (w, d)`` of every view (the CW-RGP poster's ``Z_C``
+    formula and the authors' ``Whitening2d``): centre each sample over all ``d`` channels once,
+    ``Z_C = Z - mean_j Z[:, j]``; draw a fresh random permutation of the channels and split it
+    into ``groups`` contiguous groups; whiten each group ``Z_g: (w, d/g)`` with its own ``w x w``
+    matrix ``Σ_g = Z_g Z_g^T / (d/g - 1)`` (ZCA, ``Σ_g^{-1/2} Z_g``, as the authors' code; no
+    re-centring inside a group); un-permute; then the W-MSE normalized MSE between views,
+    averaged over all view pairs and ``w_iter`` rounds.
 
     Args:
         groups: number of channel groups (``d`` must be divisible by it).
@@ -106,7 +109,16 @@ class CWRGPLoss(WMSELoss):
         axis: ``"channel"`` (CW) by default; ``"batch"`` gives batch whitening with groups.
         method: ``"zca"`` (authors' code) or any :func:`specssl.spectral.whiten` method.
         random_groups: ``False`` gives fixed contiguous groups (the poster's CW-GP ablation).
+        centre: ``"global"`` (authors) centres over all ``d`` channels before grouping;
+            ``"group"`` centres each group over its own ``d/g`` channels (this library before
+            2026-12-02). Identical on the batch axis and for ``groups=1``.
+        permute: ``"per_sub_batch"`` (authors) draws a permutation per sub-batch and view;
+            ``"per_view"`` one per view per round, shared by its sub-batches (before
+            2026-12-02). See docs/fidelity.md.
     """
+
+    CENTRES = ("global", "group")
+    PERMUTES = ("per_sub_batch", "per_view")
 
     def __init__(
         self,
@@ -117,15 +129,32 @@ class CWRGPLoss(WMSELoss):
         axis: Axis = "channel",
         method: str = "zca",
         random_groups: bool = True,
+        centre: str = "global",
+        permute: str = "per_sub_batch",
     ) -> None:
         super().__init__(w_size=w_size, w_iter=w_iter, eps=eps, axis=axis, method=method)
+        if centre not in self.CENTRES:
+            raise ValueError(f"centre must be one of {self.CENTRES}, got {centre!r}")
+        if permute not in self.PERMUTES:
+            raise ValueError(f"permute must be one of {self.PERMUTES}, got {permute!r}")
         self.groups, self.random_groups = groups, random_groups
+        self.centre, self.permute = centre, permute
 
     def whiten_sub_batches(self, x: torch.Tensor) -> torch.Tensor:
-        kwargs = {"eps": self.eps, "check_finite": False}
+        """Whiten ``x: (..., w, d)``; every leading index is one sub-batch."""
+        pre_centre = self.centre == "global" and self.axis == "channel" and self.groups > 1
+        if pre_centre:
+            x = centre_channels(x)
+        kwargs = {"eps": self.eps, "check_finite": False, "centre": not pre_centre}
         if self.random_groups and self.groups > 1:
-            return random_group_whiten(x, self.groups, self.method, self.axis, **kwargs)
+            per_problem = self.permute == "per_sub_batch"
+            return random_group_whiten(
+                x, self.groups, self.method, self.axis, per_problem=per_problem, **kwargs
+            )
         return whiten(x, self.method, self.axis, groups=self.groups, **kwargs)
 
     def extra_repr(self) -> str:
-        return f"groups={self.groups}, random_groups={self.random_groups}, " + super().extra_repr()
+        return (
+            f"groups={self.groups}, random_groups={self.random_groups}, centre={self.centre}, "
+            f"permute={self.permute}, " + super().extra_repr()
+        )

@@ -28,17 +28,62 @@ class MethodOutput:
     terms: dict[str, torch.Tensor] = field(default_factory=dict)  # detached loss terms
 
 
+FORWARDS = ("per_view", "joint", "backbone_per_view")
+
+
+def resolve_forward(cfg: MethodConfig, authors_forward: str) -> str:
+    """``method.forward`` with ``"auto"`` replaced by the method's authors' choice."""
+    forward = authors_forward if cfg.forward == "auto" else cfg.forward
+    if forward not in FORWARDS:
+        raise ConfigError(
+            f"config key 'method.forward': {cfg.forward!r} is not one of {['auto', *FORWARDS]}"
+        )
+    return forward
+
+
+def encode_views(
+    backbone: nn.Module, head: nn.Module, views: list[torch.Tensor], forward: str
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Backbone features and ``head`` embeddings of every view ``(B_v, 3, H, W)``.
+
+    ``forward`` decides which images share a BatchNorm batch (their statistics are computed
+    together):
+
+    * ``"per_view"``: backbone and head run on each view separately (the INTL authors'
+      code, solo-learn);
+    * ``"backbone_per_view"``: the backbone per view, the head once on all views together
+      (W-MSE / CW-RGP authors' code);
+    * ``"joint"``: views of one resolution share one backbone pass and the head runs on all
+      views together (this library before 2026-12-02).
+
+    Returns per-view ``(B_v, feat_dim)`` features and ``(B_v, d)`` embeddings.
+    """
+    sizes = [v.shape[0] for v in views]
+    if forward == "per_view":
+        feats = [backbone(v) for v in views]
+        return feats, [head(f) for f in feats]
+    same_shape = all(v.shape[1:] == views[0].shape[1:] for v in views)
+    if forward == "joint" and same_shape:
+        feats = list(backbone(torch.cat(views)).split(sizes))
+    else:  # per view, or multi-crop views of different resolutions
+        feats = [backbone(v) for v in views]
+    return feats, list(head(torch.cat(feats)).split(sizes))
+
+
 class Method(nn.Module):
     """Base class. Subclasses set ``name`` and build their loss in ``__init__``."""
 
     name: ClassVar[str] = ""
     needs_global_batch: ClassVar[bool] = False  # gather embeddings across ranks before the loss
     OPTIONS: ClassVar[dict[str, Any]] = {}  # accepted ``method.options`` keys and defaults
+    #: ``method.forward="auto"``: how the authors' code batches views for BatchNorm.
+    authors_forward: ClassVar[str] = "per_view"
 
     def __init__(self, backbone: nn.Module, cfg: MethodConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.options = method_options(cfg, self.name, self.OPTIONS)
+        self.forward_mode = resolve_forward(cfg, self.authors_forward)
         self.backbone = backbone
         self.projector = MLPHead(
             backbone.out_dim, cfg.proj_hidden_dim, cfg.proj_output_dim, num_layers=cfg.proj_layers
@@ -49,15 +94,16 @@ class Method(nn.Module):
         return self.cfg.proj_output_dim
 
     def embed(self, views: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Backbone features and projector embeddings of every view (one batched pass)."""
-        sizes = [v.shape[0] for v in views]
-        same_shape = all(v.shape[1:] == views[0].shape[1:] for v in views)
-        if same_shape:
-            feats = self.backbone(torch.cat(views)).split(sizes)
-        else:  # multi-crop: views of different resolutions
-            feats = [self.backbone(v) for v in views]
-        z = self.projector(torch.cat(list(feats))).split(sizes)
-        return list(feats), list(z)
+        """Backbone features and projector embeddings of every view, batched for BatchNorm
+        as :attr:`forward_mode` says (:func:`encode_views`)."""
+        return encode_views(self.backbone, self.projector, views, self.forward_mode)
+
+    def apply_head(self, head: nn.Module, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``head`` on every view's ``(B_v, k)`` input: per view when :attr:`forward_mode` is
+        ``"per_view"``, else once on all views together (predictors follow the projector)."""
+        if self.forward_mode == "per_view":
+            return [head(x) for x in xs]
+        return list(head(torch.cat(xs)).split([x.shape[0] for x in xs]))
 
     def on_train_step_end(self, step: int, total_steps: int) -> None:
         """Hook after each optimiser step (momentum methods update their target here)."""

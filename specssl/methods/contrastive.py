@@ -22,6 +22,7 @@ from specssl.methods.base import (
     MethodOutput,
     SymmetricLossMethod,
     build_loss,
+    encode_views,
     method_options,
 )
 from specssl.models import MLPHead, cosine_momentum, ema_update_, make_target
@@ -134,13 +135,10 @@ class MoCoV2(Method):
 
     @torch.no_grad()
     def keys(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Target embeddings ``(m, d)`` of every view (one batched pass when shapes agree)."""
-        sizes = [v.shape[0] for v in views]
-        if all(v.shape[1:] == views[0].shape[1:] for v in views):
-            feats = self.target_backbone(torch.cat(views))
-        else:
-            feats = torch.cat([self.target_backbone(v) for v in views])
-        return list(self.target_projector(feats).split(sizes))
+        """Target embeddings ``(m, d)`` of every view, batched as the online network's."""
+        return encode_views(self.target_backbone, self.target_projector, views, self.forward_mode)[
+            1
+        ]
 
     def forward(self, views: list[torch.Tensor]) -> MethodOutput:
         feats, z = self.embed(views)

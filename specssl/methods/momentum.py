@@ -15,22 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from specssl.losses import DINOLoss, INTLLoss
-from specssl.methods.base import Method, MethodOutput, build_loss, method_options
+from specssl.methods.base import Method, MethodOutput, build_loss, encode_views, method_options
 from specssl.methods.whitening import iternorm_of
 from specssl.models import cosine_momentum, ema_update_, make_target
 from specssl.train.config import ConfigError, MethodConfig
 from specssl.train.distributed import gather_with_grad
-
-
-def encode(backbone: nn.Module, head: nn.Module, views: list[torch.Tensor]) -> list[torch.Tensor]:
-    """``head(backbone(v))`` for every view ``v: (B_v, 3, H, W)``, batched when the views share
-    one shape (as :meth:`Method.embed`); returns per-view ``(B_v, d)``."""
-    sizes = [v.shape[0] for v in views]
-    if all(v.shape[1:] == views[0].shape[1:] for v in views):
-        feats = backbone(torch.cat(views))
-    else:  # multi-crop: views of different resolutions
-        feats = torch.cat([backbone(v) for v in views])
-    return list(head(feats).split(sizes))
 
 
 class MomentumMethod(Method):
@@ -62,8 +51,11 @@ class MomentumMethod(Method):
 
     @torch.no_grad()
     def target_embed(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Target projector embeddings ``(B_v, d)`` of every view (no gradient)."""
-        return encode(self.target_backbone, self.target_projector, views)
+        """Target projector embeddings ``(B_v, d)`` of every view (no gradient), batched for
+        BatchNorm as the online network's (:attr:`forward_mode`)."""
+        return encode_views(self.target_backbone, self.target_projector, views, self.forward_mode)[
+            1
+        ]
 
     @torch.no_grad()
     def on_train_step_end(self, step: int, total_steps: int) -> None:
@@ -73,27 +65,49 @@ class MomentumMethod(Method):
 
 
 class INTLM(MomentumMethod):
-    """Online network vs EMA target: ``L = mean_{i != j} INTL(z_online_i, z_target_j)``.
+    """INTL with a momentum (EMA) target network, the INTL authors' ImageNet method
+    (``methods/intl_m.py``, Table 1's 76.6% with multi-crop).
 
-    INTL with a momentum target encoder, as in the INTL authors' ImageNet code. The target
-    (backbone + projector) follows the :class:`MomentumMethod` EMA; target embeddings carry no
-    gradient.
+    ``method.options.pairing``:
+
+    * ``"view0_target"`` (default, the authors): view 0 goes through the EMA target only, views
+      ``1..V-1`` through the online network only, and
+      ``L = 1/(V-1) Σ_{i>=1} [ℓ(Ẑ^online_i, Ẑ^target_0) + β TL(Ẑ^online_i)]``
+      (:meth:`specssl.losses.INTLLoss.momentum`);
+    * ``"symmetric"`` (this library before 2026-12-02): every view through both networks,
+      ``L = mean_{i != j} INTL(z^online_i, z^target_j)``, so small multi-crop views also
+      serve as targets.
+
+    The target (backbone + projector) follows the :class:`MomentumMethod` EMA; target
+    embeddings carry no gradient. ``MethodOutput.features``/``embeddings`` are those of the
+    online views.
     """
 
     name = "intl_m"
     needs_global_batch = True
+    PAIRINGS = ("view0_target", "symmetric")
+    OPTIONS: ClassVar[dict[str, Any]] = {"pairing": "view0_target"}
 
     def __init__(self, backbone: nn.Module, cfg: MethodConfig) -> None:
         super().__init__(backbone, cfg)
+        if self.options["pairing"] not in self.PAIRINGS:
+            raise ConfigError(
+                f"config key 'method.options.pairing': {self.options['pairing']!r} is not one "
+                f"of {list(self.PAIRINGS)}"
+            )
         self.loss_fn = build_loss(INTLLoss, dict(cfg.loss), self.name)
 
     def forward(self, views: list[torch.Tensor]) -> MethodOutput:
-        feats, z = self.embed(views)
-        target = self.target_embed(views)
-        online = [gather_with_grad(v) for v in z]
-        target = [gather_with_grad(t) for t in target]
-        pairs = list(permutations(range(len(views)), 2))
-        loss = sum(self.loss_fn(online[i], target[j]) for i, j in pairs) / len(pairs)
+        if self.options["pairing"] == "symmetric":
+            feats, z = self.embed(views)
+            target = [gather_with_grad(t) for t in self.target_embed(views)]
+            online = [gather_with_grad(v) for v in z]
+            pairs = list(permutations(range(len(views)), 2))
+            loss = sum(self.loss_fn(online[i], target[j]) for i, j in pairs) / len(pairs)
+        else:
+            feats, z = self.embed(views[1:])
+            target = gather_with_grad(self.target_embed(views[:1])[0])
+            loss = self.loss_fn.momentum([gather_with_grad(v) for v in z], target)
         terms = dict(self.loss_fn.last_terms)
         terms["tau"] = torch.tensor(self.tau)
         return MethodOutput(loss=loss, embeddings=z, features=feats, terms=terms)

@@ -59,8 +59,7 @@ class BYOL(MomentumMethod):
 
     def forward(self, views: list[torch.Tensor]) -> MethodOutput:
         feats, z = self.embed(views)
-        sizes = [v.shape[0] for v in views]
-        p = list(self.predictor(torch.cat(z)).split(sizes))
+        p = self.apply_head(self.predictor, z)
         target = self.target_embed(views)
         neg_cos = mean_negative_cosine(self.loss_fn, p, target)
         loss = len(views) * (2 + 2 * neg_cos)  # = Σ_{i != j} (2 - 2 cos) / (V - 1)
@@ -100,8 +99,7 @@ class SimSiam(Method):
 
     def forward(self, views: list[torch.Tensor]) -> MethodOutput:
         feats, z = self.embed(views)
-        sizes = [v.shape[0] for v in views]
-        p = list(self.predictor(torch.cat(z)).split(sizes))
+        p = self.apply_head(self.predictor, z)
         loss = mean_negative_cosine(self.loss_fn, p, [v.detach() for v in z])  # stop-gradient
         terms = {"neg_cos": loss.detach(), "z_std": normalized_std(z)}
         return MethodOutput(loss=loss, embeddings=z, features=feats, terms=terms)

@@ -63,6 +63,7 @@ class WMSE(SymmetricLossMethod):
 
     name = "wmse"
     loss_cls = WMSELoss
+    authors_forward = "backbone_per_view"  # htdt/self-supervised, winci-ai/CW-RGP: one head pass
 
     def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
         loss = self.loss_fn
@@ -88,6 +89,7 @@ class ShuffledDBN(SymmetricLossMethod):
 
     name = "shuffled_dbn"
     loss_cls = ShuffledDBNLoss
+    authors_forward = "joint"  # not checked against the authors' code (docs/fidelity.md)
 
     def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
         loss = self.loss_fn

@@ -24,6 +24,8 @@ from specssl.spectral.metrics import (
 from specssl.spectral.whiten import (
     METHODS,
     Whitening,
+    centre_channels,
+    random_channel_permutations,
     random_group_whiten,
     sub_batch_whiten,
     whiten,
@@ -32,6 +34,7 @@ from specssl.spectral.whiten import (
 __all__ = [
     "METHODS",
     "Whitening",
+    "centre_channels",
     "cholesky_whiten",
     "condition_indicator",
     "covariance_diagonal",
@@ -43,6 +46,7 @@ __all__ = [
     "pca_whiten",
     "power_function",
     "power_transform",
+    "random_channel_permutations",
     "random_group_whiten",
     "spectral_summary",
     "spectrum",

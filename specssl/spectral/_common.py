@@ -161,16 +161,19 @@ def should_use_gram(x: torch.Tensor, use_gram: bool | None) -> bool:
 
 
 def centred_moments(
-    x: torch.Tensor, use_gram: bool
+    x: torch.Tensor, use_gram: bool, centre: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Centre ``x: (..., n, c)`` and form its second-moment matrix.
+
+    ``centre=False`` takes ``x`` as already centred by the caller (e.g. over all ``d``
+    channels before a group partition, as CW-RGP's authors do) and uses it as is.
 
     Returns ``(xc, s, trace, zero)``: ``xc`` centred, ``s`` the covariance ``(..., c, c)`` or,
     when ``use_gram``, the Gram ``(..., n, n)`` (same non-zero spectrum), ``trace`` of ``s`` with
     numerically constant groups replaced by 1 (so divisions stay finite), and ``zero`` the
     ``(..., 1, 1)`` mask of those groups (see :func:`zero_variance_mask`).
     """
-    xc = center(x)
+    xc = center(x) if centre else x
     s = gram(xc) if use_gram else covariance(xc)
     trace = batched_trace(s)
     zero = zero_variance_mask(x, xc, trace)

@@ -125,6 +125,7 @@ def power_transform(
     groups: int = 1,
     use_gram: bool | None = None,
     check_finite: bool = True,
+    centre: bool = True,
 ) -> torch.Tensor:
     """Spectral transformation ``Ẑ = Z_c g(Σ)``, ``g(λ) = (λ + eps)^{-p}`` (Definition 1).
 
@@ -132,7 +133,7 @@ def power_transform(
         z: embeddings ``(..., m, d)``.
         p: power; the output covariance has eigenvalues ``λ^{1-2p}`` (Sec. 3.2), so
             ``p = 0.5`` is ZCA whitening, ``p = 0`` the identity (centring only).
-        axis, groups, check_finite: as in :func:`specssl.spectral.iternorm`.
+        axis, groups, check_finite, centre: as in :func:`specssl.spectral.iternorm`.
         eps: added to every eigenvalue (regularisation). With ``eps = 0`` null-space
             directions map to 0.
         use_gram: decompose the ``n x n`` Gram instead of the ``c x c`` covariance (same
@@ -145,7 +146,7 @@ def power_transform(
 
     def run(x: torch.Tensor) -> torch.Tensor:
         gram_side = should_use_gram(x, use_gram)
-        xc, s, _, zero = centred_moments(x, gram_side)
+        xc, s, _, zero = centred_moments(x, gram_side, centre)
         g_s = symmetric_matrix_function(s, g, dg)
         out = g_s @ xc if gram_side else xc @ g_s
         return torch.where(zero, torch.zeros_like(out), out)
@@ -167,6 +168,7 @@ def pca_whiten(
     *,
     groups: int = 1,
     check_finite: bool = True,
+    centre: bool = True,
 ) -> torch.Tensor:
     """PCA whitening ``Ẑ = Z_c U (Λ + eps)^{-1/2}``, components in descending eigenvalue order.
 
@@ -177,7 +179,7 @@ def pca_whiten(
     g, _ = power_function(0.5, eps)
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        xc, s, _, zero = centred_moments(x, use_gram=False)
+        xc, s, _, zero = centred_moments(x, use_gram=False, centre=centre)
         evals, evecs = torch.linalg.eigh(s)
         evals, evecs = evals.flip(-1), evecs.flip(-1)
         out = (xc @ evecs) * g(evals)[..., None, :]
@@ -204,6 +206,7 @@ def cholesky_whiten(
     *,
     groups: int = 1,
     check_finite: bool = True,
+    centre: bool = True,
 ) -> torch.Tensor:
     """Cholesky whitening as in W-MSE: ``Σ_ε = (1 - eps) Σ + eps I = L L^T``, ``Ẑ = Z_c L^{-T}``.
 
@@ -216,7 +219,7 @@ def cholesky_whiten(
         raise ValueError(f"cholesky_whiten shrinkage eps must be in [0, 1), got {eps}")
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        xc = center(x)
+        xc = center(x) if centre else x
         n, c = xc.shape[-2:]
         if eps == 0 and c > n - 1:
             # Singular by shape alone. Checked up front: in float32 rounding can leave a tiny

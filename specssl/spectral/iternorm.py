@@ -121,6 +121,7 @@ def iternorm(
     groups: int = 1,
     use_gram: bool | None = None,
     check_finite: bool = True,
+    centre: bool = True,
 ) -> torch.Tensor:
     """IterNorm whitening by ``T`` Newton steps (INTL paper Eqn. 3, Theorem 1).
 
@@ -136,6 +137,9 @@ def iternorm(
         use_gram: iterate on the ``n x n`` Gram instead of the ``c x c`` covariance (same
             result, see module docstring). ``None`` picks the smaller one.
         check_finite: raise ``ValueError`` on NaN/Inf input (one device sync).
+        centre: centre each group over its observations first (default). ``False`` uses the
+            input as already centred (its second moments as the covariance), for callers that
+            centre once before grouping.
 
     Returns:
         ``Ẑ`` with ``z``'s shape and dtype; its covariance (divisor ``n - 1``) has eigenvalues
@@ -158,7 +162,7 @@ def iternorm(
         if T >= FLOAT64_FROM_T and x.dtype == torch.float32:
             x = x.double()  # see "Large T" in the docstring
         gram_side = should_use_gram(x, use_gram)
-        xc, s, trace, zero = centred_moments(x, gram_side)
+        xc, s, trace, zero = centred_moments(x, gram_side, centre)
         p_t = newton_schulz_inverse_sqrt(s / trace[..., None, None], T)
         # 1 / sqrt(tr Σ) and the zero-group mask go into the small k x k factor, not the output.
         scale = torch.where(zero[..., 0, 0], torch.zeros_like(trace), trace.rsqrt())

@@ -32,14 +32,16 @@ def whiten(
     p: float = 0.5,
     eps: float = 0.0,
     check_finite: bool = True,
+    centre: bool = True,
 ) -> torch.Tensor:
     """Whiten / spectrally transform ``z: (..., m, d)`` with the named method.
 
     ``iternorm`` uses ``T``; ``power`` uses ``p`` (``zca`` is ``p = 0.5``); ``eps`` is the
     eigenvalue regulariser of ``power``/``zca``/``pca`` and the shrinkage of ``cholesky``.
+    ``centre=False`` whitens ``z`` as already centred (see :func:`centre_channels`).
     """
     check_axis(axis)
-    common = {"groups": groups, "check_finite": check_finite}
+    common = {"groups": groups, "check_finite": check_finite, "centre": centre}
     if method == "iternorm":
         return iternorm(z, T, axis, **common)
     if method == "zca":
@@ -53,6 +55,25 @@ def whiten(
     raise ValueError(f"unknown whitening method {method!r}; choose one of {METHODS}")
 
 
+def centre_channels(z: torch.Tensor) -> torch.Tensor:
+    """Centre every sample of ``z: (..., m, d)`` over all its ``d`` channels:
+    ``Z_C = Z - mean_j Z[:, j]`` (the CW-RGP poster's ``Z_C``, before any group partition)."""
+    return z - z.mean(dim=-1, keepdim=True)
+
+
+def random_channel_permutations(
+    shape: torch.Size, d: int, device: torch.device, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """One uniformly random permutation of ``d`` channels per leading index: ``(*shape, d)``.
+
+    Drawn with ``torch.randperm`` on CPU (reproducible across devices), one per problem in
+    row-major order, so a single problem gets exactly ``torch.randperm(d, generator=...)``.
+    """
+    count = shape.numel()
+    perms = [torch.randperm(d, generator=generator) for _ in range(count)]
+    return torch.stack(perms).view(*shape, d).to(device)
+
+
 def random_group_whiten(
     z: torch.Tensor,
     groups: int,
@@ -60,19 +81,27 @@ def random_group_whiten(
     axis: Axis = "channel",
     *,
     generator: torch.Generator | None = None,
+    per_problem: bool = True,
     **kwargs,
 ) -> torch.Tensor:
     """Random group partition (CW-RGP): permute channels, whiten ``groups`` groups, un-permute.
 
-    A fresh permutation of the ``d`` channels is drawn per call (from ``generator`` if given,
-    on CPU so runs are reproducible across devices). ``kwargs`` go to :func:`whiten`.
+    ``z: (..., m, d)``; every leading index is an independent problem (a sub-batch). With
+    ``per_problem`` (default, the CW-RGP authors' code) each problem gets its own fresh
+    permutation of the ``d`` channels; otherwise one permutation is shared by all problems of
+    the call. Permutations come from ``generator`` if given, drawn on CPU so runs are
+    reproducible across devices. ``kwargs`` go to :func:`whiten`.
     """
     d = z.shape[-1]
-    perm = torch.randperm(d, generator=generator).to(z.device)
-    inverse = torch.empty_like(perm)
-    inverse[perm] = torch.arange(d, device=z.device)
-    out = whiten(z[..., perm], method, axis, groups=groups, **kwargs)
-    return out[..., inverse]
+    lead = z.shape[:-2] if per_problem else torch.Size()
+    perm = random_channel_permutations(lead, d, z.device, generator)
+    inverse = perm.argsort(dim=-1)
+    index = perm.unsqueeze(-2).expand(z.shape) if perm.dim() > 1 else None
+    permuted = z.gather(-1, index) if index is not None else z[..., perm]
+    out = whiten(permuted, method, axis, groups=groups, **kwargs)
+    if index is None:
+        return out[..., inverse]
+    return out.gather(-1, inverse.unsqueeze(-2).expand(out.shape))
 
 
 def sub_batch_whiten(

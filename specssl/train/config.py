@@ -56,6 +56,9 @@ class MethodConfig:
     pred_hidden_dim: int = 512  # predictor heads (BYOL, SimSiam)
     loss: dict[str, Any] = field(default_factory=dict)  # loss constructor kwargs
     options: dict[str, Any] = field(default_factory=dict)  # method-specific network options
+    # Which views share a BatchNorm batch: auto (the method's authors) | per_view | joint |
+    # backbone_per_view (see specssl.methods.base.encode_views)
+    forward: str = "auto"
     base_tau: float = 0.99  # momentum methods: EMA start (cosine to final_tau)
     final_tau: float = 1.0
 
