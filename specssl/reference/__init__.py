@@ -1,0 +1,1 @@
+"""Reference transcriptions of the authors' code (tests and benchmarks only)."""
