@@ -372,3 +372,346 @@ def test_detectron2_export_file_and_bad_keys(tiny_ckpt, tmp_path):
     assert obj["model"]["stem.conv1.weight"].shape == (4, 3, 3, 3)
     with pytest.raises(ValueError, match="not a torchvision ResNet key"):
         to_detectron2({"conv1.weight": torch.zeros(1), "head.proj.weight": torch.zeros(1)})
+
+
+# ----------------------------------------------------------------------- protocol presets
+#: The authors' settings, transcribed from their code independently of the registry: the value a
+#: script passes, else the default of the file that evaluates (INTL: winci-ai/INTL@0aa69af
+#: evaluate.py + cfg.py; CW-RGP: winci-ai/CW-RGP ImageNet/lincls.py + ImageNet/cfg.py, and
+#: base/eval/sgd.py + knn.py, the W-MSE probe INTL's cifar/eval/evaluate.py repeats).
+_INTL_SGD = {
+    "epochs": 100,  # every script: --epochs 100
+    "batch_size": 256,  # cfg.py --bs 256
+    "weight_decay": 0.0,  # evaluate.py: SGD(..., weight_decay=0); --wd 1e-5 is unused there
+    "schedule": "step",  # cfg.py --schedule 'step' -> MultiStepLR([60, 80], gamma=0.1)
+    "milestones": (60, 80),
+    "gamma": 0.1,
+    "momentum": 0.9,
+    "lars": False,
+    "crop_scale": (0.08, 1.0),  # transforms.RandomResizedCrop(224)
+}
+_WMSE = {
+    "optimizer": "adam",
+    "lr": 1e-2,  # lr_start
+    "lr_end": 1e-6,
+    "schedule": "exp",  # ExponentialLR, stepped per epoch
+    "epochs": 500,
+    "batch_size": 1000,
+    "weight_decay": 5e-6,
+    "standardize": False,
+    "knn_k": (5,),  # --knn 5
+    "knn_metric": "euclidean",  # torch.cdist
+}
+_INTL_FT = {
+    "epochs": 20,  # --epochs 20
+    "batch_size": 256,
+    "lr_head": 0.2,  # --lr-classifier 0.2
+    "weight_decay": 0.0,
+    "momentum": 0.9,
+    "nesterov": False,
+    "schedule": "step",
+    "milestones": (60, 80),  # never reached in 20 epochs: constant lr
+    "gamma": 0.1,
+    "head_init_std": 0.01,  # fc.weight.data.normal_(mean=0.0, std=0.01)
+}
+AUTHORS = {
+    "intl_linear": ("scripts/ep800.sh", {**_INTL_SGD, "lr": 0.2}),
+    "intl_m_linear": ("scripts/ep800_multi-crop_ema.sh", {**_INTL_SGD, "lr": 0.4}),
+    "intl_in100_linear": ("scripts/in100.sh", {**_INTL_SGD, "lr": 0.2}),
+    "cwrgp_in_linear": (
+        "ImageNet/lincls.py",
+        {
+            **_INTL_SGD,
+            "lr": 0.1,  # --lr_eval 0.1, times bs_eval / 256
+            "batch_size": 1024,  # --bs_eval 1024
+            "schedule": "cos",  # adjust_learning_rate: cosine per epoch
+            "milestones": None,
+            "lars": True,  # ImageNet.sh: --lars
+        },
+    ),
+    "wmse_probe": ("base/eval/sgd.py", _WMSE),
+    "intl_cifar_probe": ("cifar/eval/evaluate.py", _WMSE),
+    "intl_semisup_1pct": ("scripts/ep800.sh", {**_INTL_FT, "percent": 1, "lr_backbone": 0.006}),
+    "intl_semisup_10pct": ("scripts/ep800.sh", {**_INTL_FT, "percent": 10, "lr_backbone": 0.006}),
+    "intl_m_semisup_1pct": (
+        "scripts/ep800_multi-crop_ema.sh",
+        {**_INTL_FT, "percent": 1, "lr_backbone": 0.004},
+    ),
+    "intl_m_semisup_10pct": (
+        "scripts/ep800_multi-crop_ema.sh",
+        {**_INTL_FT, "percent": 10, "lr_backbone": 0.004},
+    ),
+}
+
+
+def test_every_preset_has_the_values_of_its_source_script():
+    from specssl.eval.protocols import EVAL_PRESETS, FINETUNE_PRESETS
+
+    registry = {**EVAL_PRESETS, **FINETUNE_PRESETS}
+    assert set(registry) == set(AUTHORS)
+    for name, (script, expected) in AUTHORS.items():
+        preset = registry[name]
+        assert preset.name == name and script in preset.source, name
+        assert preset.values() == expected, name
+        assert preset.deviations, name  # every preset states what it cannot reproduce
+
+
+def _parse(*argv: str):
+    from specssl.cli import build_parser
+
+    return build_parser().parse_args(list(argv))
+
+
+def test_eval_preset_selects_protocols_and_explicit_flags_win():
+    from specssl.eval import command
+
+    args = _parse("eval", "c.ckpt", "--preset", "intl_m_linear", "--epochs", "3")
+    assert command.protocols(args) == ["linear-sgd"]  # no -p: the preset's protocol
+    sgd, overridden = command.sgd_settings(args)
+    assert (sgd["epochs"], sgd["lr"], sgd["batch_size"], sgd["milestones"]) == (
+        3,
+        0.4,
+        256,
+        (60, 80),
+    )
+    assert overridden == ["epochs"]
+    rec = command.preset_record(args, ["linear-sgd"])
+    assert rec["name"] == "intl_m_linear" and rec["overridden"] == ["epochs"]
+    assert rec["resolved"]["epochs"] == 3 and rec["preset_values"]["epochs"] == 100
+
+    # A cosine preset overridden to the step schedule gets the default 60% / 80% milestones.
+    args = _parse("eval", "c.ckpt", "-p", "linear-sgd", "--preset", "cwrgp_in_linear",
+                  "--schedule", "step", "--no-lars")  # fmt: skip
+    sgd, overridden = command.sgd_settings(args)
+    assert (sgd["schedule"], sgd["milestones"], sgd["lars"], sgd["lr"]) == (
+        "step",
+        None,
+        False,
+        0.1,
+    )
+    assert overridden == ["lars", "schedule"]
+
+    args = _parse("eval", "c.ckpt", "--preset", "wmse_probe", "--k", "7", "--optimizer", "lbfgs")
+    assert command.protocols(args) == ["knn", "linear"]
+    knn, over_knn = command.knn_settings(args)
+    probe, over_probe = command.probe_settings(args)
+    assert knn == {"knn_k": (7,), "knn_metric": "euclidean"} and over_knn == ["knn_k"]
+    # Another optimizer without --lr takes that optimizer's default lr, not the preset's Adam lr.
+    assert (probe["optimizer"], probe["lr"], probe["schedule"], probe["standardize"]) == (
+        "lbfgs",
+        1.0,
+        "exp",
+        False,
+    )
+    assert over_probe == ["optimizer"]
+    probe, _ = command.probe_settings(_parse("eval", "c.ckpt", "--preset", "wmse_probe"))
+    assert (probe["optimizer"], probe["lr"], probe["weight_decay"]) == ("adam", 1e-2, 5e-6)
+
+    # Without a preset nothing changes: the built-in defaults.
+    args = _parse("eval", "c.ckpt", "-p", "knn", "linear", "linear-sgd")
+    assert command.preset_record(args, command.protocols(args)) is None
+    assert command.knn_settings(args)[0] == {"knn_k": (200, 5), "knn_metric": "cosine"}
+    probe = command.probe_settings(args)[0]
+    assert (probe["optimizer"], probe["lr"], probe["weight_decay"]) == ("lbfgs", 1.0, 1e-4)
+    sgd = command.sgd_settings(args)[0]
+    assert (sgd["lr"], sgd["schedule"], sgd["milestones"], sgd["batch_size"]) == (
+        0.1,
+        "step",
+        None,
+        256,
+    )
+    assert command.protocols(_parse("eval", "c.ckpt")) == ["knn"]
+
+
+def test_finetune_preset_resolves_to_a_config_and_explicit_flags_win():
+    from specssl.eval.finetune_command import resolve_config
+    from specssl.eval.semisup import FinetuneConfig
+
+    args = _parse("finetune", "c.ckpt", "--preset", "intl_m_semisup_10pct",
+                  "--lr-backbone", "0.01", "--nesterov")  # fmt: skip
+    cfg, rec = resolve_config(args)
+    assert (cfg.percent, cfg.epochs, cfg.batch_size) == (10, 20, 256)
+    assert (cfg.lr_backbone, cfg.lr_head, cfg.weight_decay) == (0.01, 0.2, 0.0)
+    assert (cfg.nesterov, cfg.schedule, cfg.milestones, cfg.head_init_std) == (
+        True,
+        "step",
+        [60, 80],
+        0.01,
+    )
+    assert cfg.preset == "intl_m_semisup_10pct"
+    assert rec["overridden"] == ["lr_backbone", "nesterov"]
+    assert rec["resolved"]["lr_backbone"] == 0.01 and rec["preset_values"]["lr_backbone"] == 0.004
+    cfg, rec = resolve_config(_parse("finetune", "c.ckpt", "--preset", "intl_semisup_1pct"))
+    assert (cfg.percent, cfg.lr_backbone, cfg.nesterov) == (1, 0.006, False) and not rec[
+        "overridden"
+    ]
+    # No preset: FinetuneConfig's defaults, as before presets existed.
+    cfg, rec = resolve_config(_parse("finetune", "c.ckpt", "--epochs", "2"))
+    assert rec is None and cfg == FinetuneConfig(epochs=2)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["eval", "c.ckpt", "--preset", "intl"], "unknown preset 'intl'; choose one of: "),
+        (["finetune", "c.ckpt", "--preset", "x"], "unknown preset 'x'; choose one of: "),
+        (["eval", "c.ckpt", "-p", "knn", "--preset", "intl_linear"], "configures linear-sgd"),
+        (["eval", "c.ckpt", "--preset", "wmse_probe", "--schedule", "step"], "is for linear-sgd"),
+    ],
+)
+def test_bad_preset_use_is_a_one_line_usage_error(argv, message, capsys):
+    from specssl.eval.protocols import EVAL_PRESETS, FINETUNE_PRESETS
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+    if "unknown" in message:
+        names = EVAL_PRESETS if argv[0] == "eval" else FINETUNE_PRESETS
+        assert all(name in err for name in names)
+
+
+def test_cli_linear_sgd_with_a_preset_records_it(tiny_ckpt, tmp_path):
+    out = tmp_path / "sgd.json"
+    argv = ["eval", str(tiny_ckpt), "--preset", "intl_linear", "--epochs", "1", "--batch-size",
+            "32", "--train-subset", "64", "--test-subset", "32", "--accelerator", "cpu",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["protocols"] == ["linear-sgd"]
+    rec = report["preset"]
+    assert rec["name"] == "intl_linear" and "scripts/ep800.sh" in rec["source"]
+    assert rec["overridden"] == ["batch_size", "epochs"] and rec["applied_to"] == ["linear-sgd"]
+    assert rec["resolved"] == {**rec["preset_values"], "epochs": 1, "batch_size": 32}
+    res = report["results"]["linear-sgd"]
+    assert (res["lr"], res["epochs"], res["batch_size"], res["milestones"]) == (
+        0.2,
+        1,
+        32,
+        [60, 80],
+    )
+    assert 0 <= res["top1"] <= res["top5"] <= 100
+
+
+def test_cli_probe_preset_runs_the_wmse_protocol_and_names_the_json(tiny_ckpt):
+    argv = ["eval", str(tiny_ckpt), "--preset", "wmse_probe", "--epochs", "5", *SUBSET_ARGS]
+    assert main(argv) == 0
+    resolved = tiny_ckpt.resolve()
+    path = resolved.parent / f"{resolved.stem}.eval-knn+linear-wmse_probe.json"
+    report = json.loads(path.read_text())
+    assert report["preset"]["name"] == "wmse_probe" and report["preset"]["overridden"] == ["epochs"]
+    knn, lin = report["results"]["knn"], report["results"]["linear"]
+    assert knn["metric"] == "euclidean" and set(knn) >= {"top1_k5", "top5_k5"}
+    assert (lin["optimizer"], lin["schedule"], lin["lr_end"], lin["batch_size"]) == (
+        "adam",
+        "exp",
+        1e-6,
+        1000,
+    )
+    assert lin["standardize"] is False and lin["weight_decay"] == 5e-6
+    assert 10 < lin["top1"] <= lin["top5"] <= 100
+
+
+def test_cli_finetune_with_a_preset_records_it(tiny_ckpt, tmp_path, capsys):
+    argv = ["finetune", str(tiny_ckpt), "--preset", "intl_m_semisup_10pct", "--max-steps", "2",
+            "--batch-size", "32", "--accelerator", "cpu", "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    assert "preset intl_m_semisup_10pct" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "finetune.json").read_text())
+    assert saved["steps"] == 2 and saved["epochs"] == 20 and saved["num_labelled"] == 140
+    cfg = saved["config"]
+    assert cfg["preset"] == "intl_m_semisup_10pct"
+    assert (cfg["lr_backbone"], cfg["lr_head"], cfg["nesterov"], cfg["schedule"]) == (
+        0.004,
+        0.2,
+        False,
+        "step",
+    )
+    rec = saved["preset"]
+    assert rec["overridden"] == ["batch_size"] and rec["resolved"]["batch_size"] == 32
+
+
+# ----------------------------------------------------------- what the presets need underneath
+def test_euclidean_knn_is_the_authors_majority_vote():
+    """W-MSE's eval_knn: the k nearest by torch.cdist, the most frequent label (transcribed);
+    where several labels are equally frequent ours takes the nearer ones' (checked apart)."""
+    from specssl.eval.knn import knn_predict
+
+    g = torch.Generator().manual_seed(0)
+    train, test = torch.randn(300, 6, generator=g) * 3, torch.randn(80, 6, generator=g) * 3
+    train_y = torch.randint(0, 4, (300,), generator=g)
+    pred = knn_predict(train, train_y, test, 4, k=5, weighted=False, metric="euclidean").argmax(1)
+    d = torch.cdist(test, train)
+    nearest = d.topk(5, dim=1, largest=False).indices
+    ties = 0
+    for i in range(test.shape[0]):
+        labels, counts = train_y[nearest[i]].unique(return_counts=True)
+        tied = labels[counts == counts.max()]
+        if len(tied) == 1:
+            assert pred[i] == tied[0]
+        else:
+            ties += 1
+            summed = [float(d[i, nearest[i]][train_y[nearest[i]] == c].sum()) for c in tied]
+            assert pred[i] == tied[int(np.argmin(summed))]
+    assert ties >= 5  # the tie-break was exercised
+    with pytest.raises(ValueError, match="majority vote"):  # no temperature-weighted Euclidean
+        knn_predict(train, train_y, test, 4, metric="euclidean")
+
+
+def test_probe_exp_schedule_is_exponential_lr_stepped_per_epoch():
+    from specssl.eval.linear import probe_lr_factor
+
+    opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1e-2)
+    ref = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=(1e-6 / 1e-2) ** (1 / 500))
+    for epoch in range(500):
+        expected = opt.param_groups[0]["lr"]
+        for step in (epoch * 7, epoch * 7 + 6):  # 7 steps per epoch
+            assert 1e-2 * probe_lr_factor("exp", step, 7, 500, 1e-4) == pytest.approx(expected)
+        opt.step()
+        ref.step()
+    x, y = gaussian_classes(2000, 16, 4, sep=3.0, seed=0)
+    res = linear_probe(x[:1500], y[:1500], x[1500:], y[1500:], optimizer="adam", lr=1e-2,
+                       lr_end=1e-6, schedule="exp", epochs=20, batch_size=500,
+                       weight_decay=5e-6, standardize=False)  # fmt: skip
+    assert res["top1"] >= 99.0
+    with pytest.raises(ValueError, match="lr_end"):
+        linear_probe(x, y, x, y, optimizer="adam", schedule="exp")
+
+
+def test_lars_step_is_apex_larc_without_clipping():
+    """CW-RGP's lincls.py wraps SGD in apex's LARC(trust_coefficient, clip=False): the
+    linear-sgd protocol takes that step with the training system's LARS (eta = trust)."""
+    from specssl.train.optim import LARS
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(3, 4, generator=g).requires_grad_()
+    b = torch.zeros(3, requires_grad=True)  # ||b|| = 0: the plain SGD step (wd 0, the preset's)
+    gw, gb = torch.randn(3, 4, generator=g), torch.randn(3, generator=g)
+    w0 = w.detach().clone()
+    w.grad, b.grad = gw.clone(), gb.clone()
+    lr, trust = 0.4, 1e-3
+    opt = LARS([w, b], lr=lr, momentum=0.9, weight_decay=0.0, eta=trust)
+    opt.step()
+    rate = trust * w0.norm() / (gw.norm() + 1e-8)  # apex's rule, its eps included
+    torch.testing.assert_close(w.detach(), w0 - lr * rate * gw)
+    torch.testing.assert_close(b.detach(), -lr * gb)
+
+
+def test_linear_sgd_cosine_schedule_is_per_epoch():
+    from specssl.eval.linear import _linear_module
+
+    class Backbone(nn.Linear):
+        out_dim = 4
+
+    cfg = LinearSGDConfig(epochs=10, schedule="cos")
+    module = _linear_module(Backbone(3, 4), nn.Identity(), 2, cfg, 0.4)
+    conf = module.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    assert conf["lr_scheduler"]["interval"] == "epoch"
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    np.testing.assert_allclose(lrs, [0.2 * (1 + np.cos(np.pi * e / 10)) for e in range(10)])
+    with pytest.raises(ValueError, match="schedule"):
+        LinearSGDConfig(schedule="exp").validate()

@@ -224,8 +224,9 @@ def test_labelled_subset_is_the_seeded_balanced_split():
     assert source == "make_split(digits, 10%, seed 0)"  # digits: no shipped split
     assert torch.equal(idx, make_split(train.targets, 0.1, 0, num_classes=10))
     assert np.all(np.bincount(train.targets[idx].numpy(), minlength=10) == 14)
-    with pytest.raises(ValueError, match="imagefolder needs --split-file"):
+    with pytest.raises(ValueError, match="imagefolder needs --split-file") as err:
         labelled_indices("imagefolder", train, 10)
+    assert "SimCLR's 10percent.txt" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_optimizer_is_nesterov_sgd_with_separate_scaled_lrs_and_cosine_decay():
@@ -255,6 +256,41 @@ def test_optimizer_is_nesterov_sgd_with_separate_scaled_lrs_and_cosine_decay():
         sched.step()
     expected = [0.1 * 0.5 * (1 + np.cos(np.pi * t / 10)) for t in range(10)]
     np.testing.assert_allclose(lrs, expected, rtol=1e-12)
+
+
+def test_step_schedule_plain_momentum_and_head_init_of_the_intl_protocol():
+    """INTL's evaluate.py --weights finetune: SGD momentum 0.9 without Nesterov, per-epoch
+    MultiStepLR, fc ~ N(0, 0.01²) with zero bias (the intl_*_semisup_* presets)."""
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    from specssl.eval.semisup import FinetuneModule
+
+    cfg = FinetuneConfig(
+        epochs=5, batch_size=128, lr_backbone=0.004, lr_head=0.2, nesterov=False,
+        schedule="step", milestones=[2, 4], gamma=0.1, head_init_std=0.01,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = FinetuneModule(nn.Linear(3, 512), 512, 100, cfg, None, nn.Identity())
+    assert abs(float(model.head.weight.detach().std()) - 0.01) < 5e-4
+    assert not model.head.bias.any()
+    model.trainer = SimpleNamespace(estimated_stepping_batches=10)
+    conf = model.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    assert conf["lr_scheduler"]["interval"] == "epoch"
+    assert all(not g["nesterov"] and g["momentum"] == 0.9 for g in opt.param_groups)
+    lrs = []
+    for _ in range(5):
+        lrs.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    scale = 128 / 256
+    expected = [[0.004 * scale * f, 0.2 * scale * f] for f in (1, 1, 0.1, 0.1, 0.01)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-12)
+    assert FinetuneConfig(epochs=20).resolved_milestones() == [12, 16]
+    with pytest.raises(ValueError, match="schedule"):
+        FinetuneConfig(schedule="exp").validate()
 
 
 def test_imagenet_split_is_a_list_of_image_names(tmp_path):

@@ -3,8 +3,12 @@
 Fine-tunes the whole pretrained backbone plus a new linear head on a fixed class-balanced
 label subset (shipped split files for CIFAR-10, else the same seeded generator; SimCLR's image
 lists for ImageNet via ``--split-file``) with crop + flip augmentation and SGD/Nesterov, then
-reports top-1 / top-5 on the test split. See :mod:`specssl.eval.semisup`. Torch is imported
-inside :func:`run`.
+reports top-1 / top-5 on the test split. See :mod:`specssl.eval.semisup`.
+
+``--preset NAME`` takes the settings of a named protocol (:data:`FINETUNE_PRESETS` in
+:mod:`specssl.eval.protocols`, e.g. ``intl_semisup_1pct``: the INTL authors' script); options
+given explicitly override single values. ``finetune.json`` (with ``--out``) records the preset,
+its source, the resolved values and the overrides. Torch is imported inside :func:`run`.
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
+
+from specssl.eval.protocols import FINETUNE_PRESETS, preset_type, record
 
 # No '%' here: argparse %-formats subcommand help strings (and not descriptions).
 HELP = "semi-supervised eval: fine-tune backbone + linear head on 1 or 10 percent of the labels"
@@ -31,27 +38,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "checkpoint", metavar="CHECKPOINT", help="pretraining .ckpt file or run dir"
     )
-    # Options are stored under the FinetuneConfig field they set (see run).
+    parser.add_argument(
+        "--preset",
+        type=preset_type(FINETUNE_PRESETS),
+        metavar="NAME",
+        help="a named protocol (explicit options override its values): "
+        + ", ".join(FINETUNE_PRESETS)
+        + " (specssl.eval.protocols)",
+    )
+    # Options are stored under the FinetuneConfig field they set (see resolve_config); those
+    # a preset sets default to None (= the preset's value, else FinetuneConfig's default).
     parser.add_argument(
         "--fraction",
         dest="percent",
         type=_percent,
-        default=1.0,
         metavar="PCT",
         help="labelled percentage (default 1); 1 or 10 use the shipped CIFAR-10 splits",
     )
     parser.add_argument(
         "--split-file",
-        help="specssl split file, or SimCLR's ImageNet 1percent.txt / 10percent.txt",
+        help="specssl split file, or SimCLR's ImageNet 1percent.txt / 10percent.txt "
+        "(needed for imagefolder data)",
     )
     parser.add_argument("--data-root", help="dataset directory (default: the checkpoint's)")
     parser.add_argument("--out", help="directory for finetune.json and finetuned.pt")
     parser.add_argument("--epochs", type=int, help="default: 60 for 1%%, 30 for 10%% (SimCLR)")
     parser.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--lr-backbone", type=float, default=0.05, help="base lr for batch 256")
-    parser.add_argument("--lr-head", type=float, default=0.5, help="base lr for batch 256")
-    parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--batch-size", type=int, help="default 256")
+    parser.add_argument("--lr-backbone", type=float, help="base lr for batch 256 (0.05)")
+    parser.add_argument("--lr-head", type=float, help="base lr for batch 256 (0.5)")
+    parser.add_argument("--weight-decay", type=float, help="default 0")
+    parser.add_argument(
+        "--schedule", choices=("cos", "step"), help="cos (default, per step) | step (per epoch)"
+    )
+    parser.add_argument(
+        "--milestones", nargs="+", type=int, help="step: epochs (default 60%%/80%%)"
+    )
+    parser.add_argument(
+        "--nesterov", action=argparse.BooleanOptionalAction, help="Nesterov momentum (default on)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--accelerator", default="auto", help="auto | cpu | gpu | mps")
@@ -61,19 +86,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def resolve_config(args: argparse.Namespace):
+    """``(FinetuneConfig, preset record or None)`` of parsed ``args``: FinetuneConfig's
+    defaults, then the preset's values, then every option given explicitly."""
+    from specssl.eval.semisup import FinetuneConfig
+
+    names = {f.name for f in fields(FinetuneConfig)}
+    values: dict[str, Any] = {}
+    preset = getattr(args, "preset", None)
+    if preset is not None:
+        values.update(preset.values())
+        values["milestones"] = list(values["milestones"]) if values["milestones"] else None
+        values["preset"] = preset.name
+    explicit = {
+        n: getattr(args, n) for n in names if n != "preset" and getattr(args, n, None) is not None
+    }
+    overridden = [n for n in explicit if preset is not None and n in preset.values()]
+    values.update(explicit)
+    cfg = FinetuneConfig(**{k: v for k, v in values.items() if k in names})
+    if preset is None:
+        return cfg, None
+    resolved = {k: getattr(cfg, k) for k in preset.values()}
+    resolved["epochs"] = cfg.resolved_epochs()
+    return cfg, record(preset, resolved, overridden, ["finetune"])
+
+
 def run(args: argparse.Namespace) -> int:
     if not Path(args.checkpoint).exists():
         raise argparse.ArgumentTypeError(f"checkpoint not found: {args.checkpoint}")
     if args.split_file is not None and not Path(args.split_file).is_file():
         raise argparse.ArgumentTypeError(f"split file not found: {args.split_file}")
-    from specssl.eval.semisup import FinetuneConfig, finetune
+    from specssl.eval.semisup import finetune
     from specssl.train.config import ConfigError
 
-    cfg = FinetuneConfig(
-        **{f.name: getattr(args, f.name) for f in fields(FinetuneConfig) if hasattr(args, f.name)}
-    )
+    cfg, preset = resolve_config(args)
+    if preset is not None:
+        print(f"preset {preset['name']}: {preset['source']}")
     try:
-        result = finetune(args.checkpoint, cfg, data_root=args.data_root, out_dir=args.out)
+        result = finetune(
+            args.checkpoint, cfg, data_root=args.data_root, out_dir=args.out, preset=preset
+        )
     except (ValueError, FileNotFoundError, ConfigError) as err:
         raise argparse.ArgumentTypeError(str(err).splitlines()[0]) from None
     print(

@@ -4,15 +4,19 @@
   standardise with training statistics, fit a multinomial logistic regression
   (softmax cross-entropy + ``weight_decay/2 · ||W||²``) from zero initialisation by full-batch
   L-BFGS (default: deterministic, no learning rate to tune) or by mini-batch Adam/SGD with a
-  cosine schedule (seeded shuffling), report top-1/top-5 in percent. A list of weight decays
+  cosine schedule or a per-epoch exponential one (the W-MSE / CW-RGP / INTL-CIFAR probe:
+  Adam 1e-2 -> 1e-6 over 500 epochs on raw features, ``standardize=False``; seeded
+  shuffling), report top-1/top-5 in percent. A list of weight decays
   selects one on a seeded, stratified 10% validation split of the training features, then
   refits on all of them. 50k × 512 features: 1–3 CPU-seconds (one thread) per fit.
 * :func:`linear_eval_sgd` — the standard protocol of the SSL papers (MoCo, SimSiam, BYOL and
   the INTL paper's Table 1/2 via solo-learn's settings): a linear layer on the frozen backbone
   (kept in eval mode, so BatchNorm statistics never change) trained on *augmented* images
   (random resized crop + horizontal flip), SGD momentum 0.9, lr divided by 10 at epochs
-  60 and 80 of 100; evaluated on the centre (un-augmented) test images. Runs on Lightning, so
-  GPUs / DDP / mixed precision come from the trainer options.
+  60 and 80 of 100 (or a per-epoch cosine; optionally with LARS as CW-RGP's ImageNet
+  protocol); evaluated on the centre (un-augmented) test images. Runs on Lightning, so
+  GPUs / DDP / mixed precision come from the trainer options. Named presets of the authors'
+  settings: :mod:`specssl.eval.protocols`.
 """
 
 from __future__ import annotations
@@ -28,9 +32,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from specssl.train.optim import LARS
+
 __all__ = ["LinearSGDConfig", "linear_eval_sgd", "linear_probe", "topk_accuracy"]
 
 _OPTIMIZERS = ("adam", "sgd", "lbfgs")
+_PROBE_SCHEDULES = ("cos", "exp")
+_SGD_SCHEDULES = ("step", "cos")
 #: Below this many feature entries per step (full batch or mini-batch) the probe runs on one
 #: thread: its ops are then too small to split, and on a loaded machine threads that wait on
 #: each other cost up to 100x.
@@ -86,6 +94,8 @@ def _fit(
     batch_size: int | None,
     optimizer: str,
     seed: int,
+    schedule: str = "cos",
+    lr_end: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Minimise ``CE(x Wᵀ + b, y) + weight_decay/2 · ||W||²_F``; returns ``W: (C, f)``, ``b: (C,)``.
 
@@ -124,13 +134,15 @@ def _fit(
 
     bs = n if batch_size is None or batch_size >= n else int(batch_size)
     steps_per_epoch = math.ceil(n / bs)
-    total = max(1, epochs * steps_per_epoch)
     if optimizer == "adam":
         opt = torch.optim.Adam(params, lr=lr)
     else:
         opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+        opt,
+        lambda step: probe_lr_factor(
+            schedule, step, steps_per_epoch, epochs, None if lr_end is None else lr_end / lr
+        ),
     )
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
@@ -146,6 +158,22 @@ def _fit(
             opt.step()
             sched.step()
     return weight.detach(), bias.detach()
+
+
+def probe_lr_factor(
+    schedule: str, step: int, steps_per_epoch: int, epochs: int, end_ratio: float | None
+) -> float:
+    """lr multiplier of the mini-batch probe at optimizer ``step`` (0-based).
+
+    ``"cos"``: ``0.5 (1 + cos(pi t / T))`` per step, ``T = epochs * steps_per_epoch``.
+    ``"exp"``: ``end_ratio ** (e / epochs)`` for epoch ``e = step // steps_per_epoch`` — torch's
+    ``ExponentialLR(gamma=end_ratio ** (1 / epochs))`` stepped once per epoch (W-MSE's
+    ``eval_sgd``), ``end_ratio = lr_end / lr``.
+    """
+    if schedule == "exp":
+        return float(end_ratio) ** (min(step // steps_per_epoch, epochs) / epochs)
+    total = max(1, epochs * steps_per_epoch)
+    return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
 
 
 def _validation_split(y: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
@@ -175,12 +203,16 @@ def linear_probe(
     num_classes: int | None = None,
     val_fraction: float = 0.1,
     num_threads: int | None = None,
+    schedule: str = "cos",
+    lr_end: float | None = None,
+    standardize: bool = True,
 ) -> dict[str, float]:
     """Top-1/top-5 accuracy (%) of a linear classifier on frozen features.
 
-    Features are standardised per dimension with the training mean and standard deviation;
-    the classifier minimises softmax cross-entropy ``+ weight_decay/2 · ||W||²`` (bias not
-    decayed) from zero initialisation. Training rows labelled ``-1`` (unlabeled) are dropped.
+    Features are standardised per dimension with the training mean and standard deviation
+    (unless ``standardize=False``); the classifier minimises softmax cross-entropy
+    ``+ weight_decay/2 · ||W||²`` (bias not decayed) from zero initialisation. Training rows
+    labelled ``-1`` (unlabeled) are dropped.
 
     Args:
         train_x: ``(n, f)`` training features; train_y: ``(n,)`` integer labels.
@@ -194,12 +226,16 @@ def linear_probe(
         batch_size: mini-batch size for adam/sgd (``None`` = full batch).
         seed: seeds the validation split and the adam/sgd shuffling; same seed, same result.
         optimizer: ``"lbfgs"`` (default; full batch, strong-Wolfe line search) | ``"adam"`` |
-            ``"sgd"`` (Nesterov momentum 0.9), both mini-batch with a cosine schedule to zero.
+            ``"sgd"`` (Nesterov momentum 0.9), both mini-batch with ``schedule``.
         num_classes: default ``1 + max label``.
         val_fraction: validation share for the weight-decay selection.
         num_threads: torch threads for the fit; default 1 when a step touches fewer than 2^26
             feature entries (full batch: up to e.g. 128k × 512, CIFAR's 50k × 1024),
             else torch's setting (results agree up to float rounding).
+        schedule: adam/sgd lr schedule: ``"cos"`` (per step, to zero) or ``"exp"`` (per epoch,
+            from ``lr`` to ``lr_end`` at the last epoch; see :func:`probe_lr_factor`).
+        lr_end: the ``"exp"`` schedule's final lr (required there, ``0 < lr_end``).
+        standardize: standardise the features with the training statistics first.
 
     Returns:
         ``{"top1", "top5", "weight_decay"}`` (accuracies in percent; top-5 is top-``C`` when
@@ -215,6 +251,10 @@ def linear_probe(
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")
+    if schedule not in _PROBE_SCHEDULES:
+        raise ValueError(f"schedule must be one of {list(_PROBE_SCHEDULES)}, got {schedule!r}")
+    if schedule == "exp" and optimizer != "lbfgs" and not (lr_end is not None and lr_end > 0):
+        raise ValueError(f"the exp schedule needs lr_end > 0, got {lr_end!r}")
     labeled = train_y >= 0
     train_x, train_y = train_x[labeled], train_y[labeled]
     if train_x.shape[0] == 0:
@@ -240,6 +280,8 @@ def linear_probe(
         "batch_size": batch_size,
         "optimizer": optimizer,
         "seed": seed,
+        "schedule": schedule,
+        "lr_end": lr_end,
     }
     n = train_x.shape[0]
     rows_per_op = n if optimizer == "lbfgs" or batch_size is None else min(n, batch_size)
@@ -247,12 +289,25 @@ def linear_probe(
         num_threads = 1
     with _torch_threads(num_threads):
         return _select_and_fit(
-            train_x, train_y, test_x, test_y, num_classes, candidates, val_fraction, fit_args
+            train_x,
+            train_y,
+            test_x,
+            test_y,
+            num_classes,
+            candidates,
+            val_fraction,
+            fit_args,
+            standardize,
         )
 
 
-def _standardise(fit_x: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
-    """``(x - mean) / std`` with the statistics of ``fit_x`` (std floored at 1e-6)."""
+def _standardise(
+    fit_x: torch.Tensor, *others: torch.Tensor, enabled: bool = True
+) -> list[torch.Tensor]:
+    """``(x - mean) / std`` with the statistics of ``fit_x`` (std floored at 1e-6); the
+    tensors unchanged when not ``enabled``."""
+    if not enabled:
+        return [fit_x, *others]
     mean = fit_x.mean(0, keepdim=True)
     std = fit_x.std(0, keepdim=True).clamp_min(1e-6)
     return [(t - mean) / std for t in (fit_x, *others)]
@@ -267,6 +322,7 @@ def _select_and_fit(
     candidates: list[float],
     val_fraction: float,
     fit_args: dict[str, Any],
+    standardize: bool = True,
 ) -> dict[str, float]:
     """Weight-decay selection (if several candidates), final fit, test accuracy."""
     chosen = candidates[0]
@@ -274,14 +330,14 @@ def _select_and_fit(
         val = _validation_split(train_y, val_fraction, fit_args["seed"])
         if not bool(val.any()) or bool(val.all()):
             raise ValueError("too few training rows per class for a validation split")
-        fx, vx = _standardise(train_x[~val], train_x[val])
+        fx, vx = _standardise(train_x[~val], train_x[val], enabled=standardize)
         best = -1.0
         for wd in sorted(candidates):
             w, b = _fit(fx, train_y[~val], num_classes, weight_decay=wd, **fit_args)
             score = topk_accuracy(torch.addmm(b, vx, w.T), train_y[val])["top1"]
             if score >= best:
                 best, chosen = score, wd
-    fx, tx = _standardise(train_x, test_x)
+    fx, tx = _standardise(train_x, test_x, enabled=standardize)
     w, b = _fit(fx, train_y, num_classes, weight_decay=chosen, **fit_args)
     with torch.no_grad():
         result = topk_accuracy(torch.addmm(b, tx, w.T), test_y)
@@ -298,8 +354,11 @@ class LinearSGDConfig:
     """Settings of :func:`linear_eval_sgd` (defaults: the ImageNet protocol of the papers).
 
     ``lr`` is for a global batch of 256 and scales linearly with the global batch.
-    ``milestones`` default to 60% and 80% of ``epochs`` (60/80 of 100); the lr is multiplied by
-    ``gamma`` at each. ``crop_scale`` is the random-resized-crop area range.
+    ``schedule="step"``: ``milestones`` default to 60% and 80% of ``epochs`` (60/80 of 100); the
+    lr is multiplied by ``gamma`` at each. ``schedule="cos"``: ``0.5 (1 + cos(pi e / epochs))``
+    at epoch ``e`` (MoCo's / CW-RGP's ``adjust_learning_rate``). ``lars``: the SGD step is
+    taken by :class:`specssl.train.optim.LARS` (trust ``lars_trust``, unclipped, as apex's
+    ``LARC(clip=False)``). ``crop_scale`` is the random-resized-crop area range.
     """
 
     epochs: int = 100
@@ -310,6 +369,9 @@ class LinearSGDConfig:
     weight_decay: float = 0.0
     batch_size: int = 256
     crop_scale: tuple[float, float] = (0.08, 1.0)
+    schedule: str = "step"
+    lars: bool = False
+    lars_trust: float = 0.001
     num_workers: int = 4
     accelerator: str = "auto"
     devices: str = "auto"
@@ -322,6 +384,14 @@ class LinearSGDConfig:
         if self.milestones is not None:
             return sorted(int(m) for m in self.milestones)
         return [round(0.6 * self.epochs), round(0.8 * self.epochs)]
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.schedule not in _SGD_SCHEDULES:
+            raise ValueError(
+                f"linear-sgd schedule must be one of {list(_SGD_SCHEDULES)}, got {self.schedule!r}"
+            )
 
 
 class _FrozenBackbone(nn.Module):
@@ -367,15 +437,19 @@ def _linear_module(backbone: nn.Module, normalize: nn.Module, num_classes: int, 
                 self.log(f"val/{key}", value, batch_size=labels.shape[0], sync_dist=True)
 
         def configure_optimizers(self):
-            opt = torch.optim.SGD(
-                self.classifier.parameters(),
-                lr=lr,
-                momentum=cfg.momentum,
-                weight_decay=cfg.weight_decay,
-            )
-            sched = torch.optim.lr_scheduler.MultiStepLR(
-                opt, cfg.resolved_milestones(), gamma=cfg.gamma
-            )
+            sgd = {"lr": lr, "momentum": cfg.momentum, "weight_decay": cfg.weight_decay}
+            if cfg.lars:
+                opt = LARS(self.classifier.parameters(), eta=cfg.lars_trust, **sgd)
+            else:
+                opt = torch.optim.SGD(self.classifier.parameters(), **sgd)
+            if cfg.schedule == "cos":
+                sched = torch.optim.lr_scheduler.LambdaLR(
+                    opt, lambda e: 0.5 * (1.0 + math.cos(math.pi * min(e, cfg.epochs) / cfg.epochs))
+                )
+            else:
+                sched = torch.optim.lr_scheduler.MultiStepLR(
+                    opt, cfg.resolved_milestones(), gamma=cfg.gamma
+                )
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
     return LinearEvalModule()
@@ -405,8 +479,7 @@ def linear_eval_sgd(
     from torch.utils.data import DataLoader
 
     cfg = cfg or LinearSGDConfig()
-    if cfg.epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {cfg.epochs}")
+    cfg.validate()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     devices: int | str = int(cfg.devices) if str(cfg.devices).isdigit() else cfg.devices
     trainer = L.Trainer(

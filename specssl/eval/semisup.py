@@ -16,6 +16,12 @@ INTL paper's Table 1 uses SimCLR's ImageNet subsets):
   i.e. ``lr_head = lr_backbone``). Our default head lr (10x) is a starting point to tune;
 * report top-1 / top-5 on the test split with the un-augmented eval transform.
 
+The INTL authors' own fine-tune (``evaluate.py --weights finetune``) differs: plain SGD
+(no Nesterov), lr 0.2 head / 0.004–0.006 backbone, 20 epochs under a ``MultiStepLR([60, 80])``
+that never fires (constant lr), head initialised N(0, 0.01²); ``schedule="step"``,
+``nesterov=False`` and ``head_init_std`` express it, and the presets of
+:mod:`specssl.eval.protocols` (``specssl finetune --preset intl_semisup_1pct``...) set them.
+
 Everything runs through Lightning on any accelerator (``accelerator="auto"``).
 """
 
@@ -86,6 +92,11 @@ class FinetuneConfig:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 0.0  # SimCLR: no regularisation
+    schedule: str = "cos"  # "cos" (per step, to 0, SimCLR) | "step" (per epoch, x gamma)
+    milestones: list[int] | None = None  # step: epochs (default 60% / 80% of the epochs)
+    gamma: float = 0.1  # step: lr factor at each milestone
+    head_init_std: float | None = None  # head weight ~ N(0, std²), bias 0; None: nn.Linear's
+    preset: str | None = None  # name of the protocols.py preset these values came from (record)
     seed: int = 0
     num_workers: int = 0
     accelerator: str = "auto"
@@ -98,6 +109,13 @@ class FinetuneConfig:
             return self.epochs
         return SIMCLR_EPOCHS[1] if self.percent <= 1 else SIMCLR_EPOCHS[10]
 
+    def resolved_milestones(self) -> list[int]:
+        """The step schedule's milestone epochs (default 60% and 80% of the epochs)."""
+        if self.milestones is not None:
+            return sorted(int(m) for m in self.milestones)
+        epochs = self.resolved_epochs()
+        return [round(0.6 * epochs), round(0.8 * epochs)]
+
     def validate(self) -> None:
         checks = [
             (0 < self.percent <= 100, "percent", "must be in (0, 100]"),
@@ -106,6 +124,8 @@ class FinetuneConfig:
             (self.lr_backbone >= 0, "lr_backbone", "must be >= 0"),
             (self.lr_head > 0, "lr_head", "must be > 0"),
             (self.weight_decay >= 0, "weight_decay", "must be >= 0"),
+            (self.schedule in ("cos", "step"), "schedule", "must be 'cos' or 'step'"),
+            (self.head_init_std is None or self.head_init_std > 0, "head_init_std", "must be > 0"),
         ]
         for ok, key, rule in checks:
             if not ok:
@@ -122,6 +142,7 @@ class FinetuneResult:
     steps: int
     wall_time_s: float
     config: dict[str, Any]
+    preset: dict[str, Any] | None = None  # protocols.record(): name, source, overrides
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -180,9 +201,13 @@ def labelled_indices(
         split = load_split(dataset, percent, train_labels=targets)
         return split.indices, f"shipped {dataset} {percent:g}% seed 0"
     if dataset == "imagefolder":
+        simclr = f"{percent:g}percent.txt" if percent in (1, 10) else "1percent.txt / 10percent.txt"
         raise ValueError(
-            "ImageNet / imagefolder needs --split-file: SimCLR's 1percent.txt or 10percent.txt "
-            "(one image file name per line)"
+            f"ImageNet / imagefolder needs --split-file for its {percent:g}% labels: for ImageNet "
+            f"SimCLR's {simclr} (one training image file name per line, e.g. "
+            "n01440764_10026.JPEG; not shipped, it cannot be downloaded here: copy it from "
+            "google-research/simclr or winci-ai/INTL src/percent/), for other image folders "
+            "a split file from specssl.eval.splits.write_split"
         )
     indices = make_split(targets, percent / 100, seed, num_classes=train_set.num_classes)
     return indices, f"make_split({dataset}, {percent:g}%, seed {seed})"
@@ -217,6 +242,9 @@ class FinetuneModule(L.LightningModule):
         super().__init__()
         self.backbone = backbone
         self.head = nn.Linear(feat_dim, num_classes)
+        if cfg.head_init_std is not None:
+            nn.init.normal_(self.head.weight, std=cfg.head_init_std)
+            nn.init.zeros_(self.head.bias)
         self.cfg, self.augment, self.normalize = cfg, augment, normalize
         self.num_classes = num_classes
         self._correct = torch.zeros(2, dtype=torch.float64)
@@ -270,11 +298,21 @@ class FinetuneModule(L.LightningModule):
             nesterov=cfg.nesterov,
             weight_decay=cfg.weight_decay,
         )
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        if cfg.schedule == "step":
+            schedule = torch.optim.lr_scheduler.MultiStepLR(
+                optimizer, cfg.resolved_milestones(), gamma=cfg.gamma
+            )
+            interval = "epoch"
+        else:
+            total = max(1, int(self.trainer.estimated_stepping_batches))
+            schedule = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+            )
+            interval = "step"
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": schedule, "interval": interval},
+        }
 
 
 def _eval_image_transform(dataset: str):
@@ -304,13 +342,15 @@ def finetune(
     *,
     data_root: str | None = None,
     out_dir: str | Path | None = None,
+    preset: dict[str, Any] | None = None,
 ) -> FinetuneResult:
     """Fine-tune the backbone of ``checkpoint`` on the labelled subset, test top-1/top-5.
 
     ``checkpoint``: a ``.ckpt`` file or a run directory (see
     :func:`specssl.eval.checkpoint.load_checkpoint`). ``data_root`` overrides the checkpoint's
     dataset directory. With ``out_dir``, writes ``finetune.json`` (the result) and
-    ``finetuned.pt`` (``{"backbone", "head"}`` state dicts).
+    ``finetuned.pt`` (``{"backbone", "head"}`` state dicts). ``preset``: the record of the
+    protocol preset used (:func:`specssl.eval.protocols.record`), kept in the result.
     """
     from specssl.eval.checkpoint import load_checkpoint
 
@@ -381,6 +421,7 @@ def finetune(
         steps=int(trainer.global_step),
         wall_time_s=wall,
         config={**asdict(cfg), "checkpoint": str(checkpoint), "dataset": name},
+        preset=preset,
     )
     if out_dir is not None:
         out = Path(out_dir)
