@@ -1,4 +1,5 @@
-"""Datasets by name: digits (offline), CIFAR-10 (from SPECSSL_DATA), fakes for the rest.
+"""Datasets by name: digits (offline), CIFAR-10 (from SPECSSL_DATA), fakes for the rest; the
+training views that the YAML config (``data.views``, ``data.augment``) gives the data module.
 
 CIFAR-10 is looked up only through the ``SPECSSL_DATA`` environment variable (default: the
 ``shared/data`` folder beside the checkout, when it exists); its tests skip with the reason when
@@ -28,7 +29,16 @@ from specssl.data import (
     read_cifar,
     stratified_subset_indices,
 )
-from specssl.data.augment import MultiViewTransform, digits_views
+from specssl.data.augment import (
+    PRESETS,
+    MultiViewTransform,
+    cifar_views,
+    digits_views,
+    imagenet_views,
+    multicrop_views,
+)
+from specssl.train.config import ConfigError, load_config
+from specssl.train.datamodule import SSLDataModule, resolve_views
 
 
 def _data_root() -> Path:
@@ -332,3 +342,92 @@ def test_cifar10_test_split_and_batches_dir_root():
 
 def test_every_dataset_name_has_channel_stats():
     assert set(DATASET_NAMES) <= set(DATASET_STATS)
+
+
+# ---------------------------------------------------------------------------------------------
+# augmentation from the YAML config (data.views, data.augment, data.solarize_p)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_yaml_preset_and_overrides_reach_the_views_of_both_engines(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "data:\n"
+        "  name: digits\n"
+        "  batch_size: 32\n"
+        "  views: wmse_cifar\n"
+        "  num_views: 2\n"
+        "  augment:\n"
+        "    - {interpolation: bilinear, gray_p: 0.3}\n"
+        "    - {solarize_p: 0.4, blur_p: 0.5, blur_sigma: [0.5, 1.0], mean: [0.5, 0.5, 0.5]}\n"
+    )
+    cfg = load_config(recipe, ["data.num_small_crops=1", "data.small_crop_size=16"])
+    dm = SSLDataModule(cfg)
+    base = PRESETS["wmse_cifar"]("digits", 2)[0]
+    v0, v1, small = dm.view_configs
+    assert v0 == base.replace(interpolation="bilinear", gray_p=0.3)
+    assert v1 == base.replace(solarize_p=0.4, blur_p=0.5, blur_sigma=(0.5, 1.0), mean=(0.5,) * 3)
+    assert (small.crop_size, small.interpolation, small.gray_p) == (16, "bilinear", 0.3)
+    # W-MSE's order; normalisation: W-MSE's for CIFAR, the dataset's own otherwise
+    assert v0.color_first and v0.std == dataset_stats("digits")[1]
+    # batched engine (the default for in-memory datasets) runs exactly these configs
+    augment = dm.train_augment()
+    assert [view.config for view in augment.views] == dm.view_configs
+    # per-image engine too
+    cfg.data.augment_on_device = False
+    per_image = SSLDataModule(cfg).train_set.transform
+    crops = [
+        next(op for op in t.transforms if type(op).__name__ == "RandomResizedCrop")
+        for t in per_image.transforms
+    ]
+    assert [str(c.interpolation) for c in crops] == [
+        "InterpolationMode.BILINEAR",
+        "InterpolationMode.BICUBIC",
+        "InterpolationMode.BILINEAR",
+    ]
+    views, _ = SSLDataModule(cfg).train_set[0]
+    assert [tuple(v.shape) for v in views] == [(3, 32, 32), (3, 32, 32), (3, 16, 16)]
+    # evaluation images are normalised as the training views are
+    normalize = dm.eval_transform()
+    assert tuple(normalize.mean.flatten().tolist()) == pytest.approx(v0.mean)
+    assert tuple(normalize.std.flatten().tolist()) == pytest.approx(v0.std)
+
+
+def test_default_views_are_unchanged_and_solarize_p_still_works():
+    cfg = load_config(None, ["data.batch_size=32"])
+    assert cfg.data.views == "auto" and cfg.data.augment == []
+    assert SSLDataModule(cfg).view_configs == digits_views()  # digits: auto -> digits
+    data = load_config(None, ["data.name=cifar10", "data.solarize_p=[0.1,0.3]"]).data
+    assert resolve_views(data) == cifar_views("cifar10", solarize_p=(0.1, 0.3))
+    data = load_config(None, ["data.name=imagefolder", "data.views=auto"]).data
+    assert resolve_views(data) == imagenet_views()
+    data = load_config(None, ["data.name=stl10", "data.views=cifar", "data.num_small_crops=2"]).data
+    assert resolve_views(data) == multicrop_views(cifar_views("stl10", crop_size=96), 2)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.views=nope"], r"'data\.views': unknown preset 'nope'; known: auto, cifar, "),
+        (["data.views=intl_multicrop"], r"'data\.num_views': preset 'intl_multicrop' defines "),
+        (["data.views=intl_cifar", "data.solarize_p=[0.1,0.1]"], r"'data\.solarize_p': only for"),
+        (["data.solarize_p=[0.1]", "data.name=cifar10"], r"'data\.solarize_p': solarize_p must"),
+        (["data.augment=[{},{},{}]"], r"'data\.augment': 3 entries for 2 views"),
+        (["data.augment=[{jitter: 0.4}]"], r"'data\.augment\[0\]\.jitter': unknown field"),
+        (["data.augment=[{}, {gray_p: 2.0}]"], r"'data\.augment\[1\]\.gray_p': must be a prob"),
+        (["data.augment=[{interpolation: box}]"], r"'data\.augment\[0\]\.interpolation': must"),
+    ],
+)
+def test_bad_augmentation_config_is_a_one_line_config_error(overrides, message):
+    data = load_config(None, overrides).data
+    with pytest.raises(ConfigError, match=message) as err:
+        resolve_views(data)
+    assert "\n" not in str(err.value)
+
+
+def test_intl_multicrop_with_its_six_views_and_extra_small_crops():
+    data = load_config(
+        None, ["data.views=intl_multicrop", "data.num_views=6", "data.num_small_crops=2"]
+    ).data
+    views = resolve_views(data)
+    assert [v.crop_size for v in views] == [224, 224, 192, 160, 128, 96, 96, 96]

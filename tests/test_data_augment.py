@@ -18,11 +18,22 @@ deterministic. Measured when written (statistic / threshold): crop sampler KS <=
 0.8: 0.25, contrast 0.8: 0.18, hue 0: 0.097, jitter_p 0.6: 0.28; saturation 0 is too subtle
 for this statistic, 0.031, and is covered by the op and factor-range tests); CIFAR recipe max
 KS 0.047 / 0.070 (brightness 0.8: 0.19).
+
+4. every preset of :data:`PRESETS` (crops above 32 scaled down to a largest crop of 32) gives
+   the same distribution of per-view statistics in both engines: channel means and stds of the
+   normalised output, left-right asymmetry (flip) and sharpness (interpolation, blur), with
+   ``c = 2.3`` (~5e-5 per statistic, < 1% over the ~160 statistics of all presets' views),
+   and the same grayscale fraction. Bicubic resizing and ``color_first`` each have an
+   end-to-end test whose power check fails when one engine lacks the feature. Measured when
+   written: presets max KS 0.075 / 0.114 at 512 / 2048 samples; bicubic 0.062 / 0.070
+   (bilinear in one engine: 0.94); color_first 0.035 / 0.070 (crop first in one engine:
+   0.135, 0.152).
 """
 
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -32,10 +43,13 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from specssl.data.augment import (
+    PRESETS,
     AugmentConfig,
     BatchedAugment,
     BatchedMultiView,
     MultiViewTransform,
+    PresetError,
+    ViewOverrideError,
     adjust_brightness,
     adjust_contrast,
     adjust_hue,
@@ -46,6 +60,8 @@ from specssl.data.augment import (
     gaussian_blur,
     imagenet_views,
     multicrop_views,
+    override_views,
+    preset_views,
     random_resized_crop_params,
     resized_crop,
     rgb_to_grayscale,
@@ -361,6 +377,207 @@ def test_cifar_recipe_distribution_matches_per_image():
 
 
 # ---------------------------------------------------------------------------------------------
+# 4. bicubic resizing and colour-before-crop, op by op and end to end
+# ---------------------------------------------------------------------------------------------
+
+BICUBIC = TF.InterpolationMode.BICUBIC
+
+
+def test_bicubic_resized_crop_matches_torchvision(rand_batch):
+    boxes = torch.tensor(
+        [[2, 3, 10, 12], [0, 0, 20, 24], [5, 1, 7, 9], [1, 4, 15, 6], [0, 4, 20, 20], [3, 3, 3, 3]]
+    )
+
+    def reference(images: torch.Tensor, size: int) -> torch.Tensor:
+        return torch.stack(
+            [
+                TF.resized_crop(img, *b.tolist(), [size, size], BICUBIC, antialias=True)
+                for img, b in zip(images, boxes, strict=True)
+            ]
+        )
+
+    # float: torchvision's filter exactly, up- (32) and downsampling (8, 5: antialiased)
+    for size in (32, 8, 5):
+        got = resized_crop(rand_batch, boxes, size, "bicubic")
+        torch.testing.assert_close(got, reference(rand_batch, size), atol=2e-6, rtol=0)
+    # uint8 (the training path): torchvision's uint8 kernel clamps after each pass, as
+    # clamp=255 does; it also rounds, hence one level of tolerance (random pixels, the worst
+    # case for the cubic overshoot that the clamping removes)
+    levels = (rand_batch * 255).round()
+    got = resized_crop(levels, boxes, 32, "bicubic", clamp=255.0)
+    want = reference(levels.to(torch.uint8), 32).float()
+    assert float((got - want).abs().max()) <= 1.5
+    unclamped = resized_crop(levels, boxes, 32, "bicubic")
+    assert float((unclamped - want).abs().max()) > 5  # the clamping matters
+    # bicubic is not bilinear
+    bilinear = resized_crop(rand_batch, boxes, 32)
+    assert float((bilinear - reference(rand_batch, 32)).abs().max()) > 0.05
+    with pytest.raises(ValueError, match=r"interpolation must be one of bilinear\|bicubic"):
+        resized_crop(rand_batch, boxes, 32, "nearest")
+
+
+def test_per_image_pipeline_uses_the_interpolation():
+    for mode, want in (("bilinear", TF.InterpolationMode.BILINEAR), ("bicubic", BICUBIC)):
+        t = build_transform(AugmentConfig(interpolation=mode))
+        crop = next(op for op in t.transforms if isinstance(op, v2.RandomResizedCrop))
+        assert crop.interpolation == want
+
+
+def test_color_first_op_order_in_both_engines():
+    cfg = AugmentConfig(interpolation="bicubic", color_first=True, blur_p=0.5, solarize_p=0.5)
+    kinds = [type(op).__name__ for op in build_transform(cfg).transforms]
+    assert kinds == [
+        "ToImage",
+        "ToDtype",
+        "RandomApply",  # colour jitter on the whole image
+        "RandomGrayscale",
+        "ToDtype",  # back to uint8, as the authors' PIL pipeline
+        "RandomResizedCrop",
+        "RandomHorizontalFlip",
+        "ToDtype",
+        "RandomApply",  # blur
+        "RandomSolarize",
+        "Normalize",
+        "ToPureTensor",
+    ]
+    default = [
+        type(op).__name__ for op in build_transform(cfg.replace(color_first=False)).transforms
+    ]
+    assert default[:5] == [
+        "ToImage",
+        "RandomResizedCrop",
+        "RandomHorizontalFlip",
+        "ToDtype",
+        "RandomApply",
+    ]
+    # batched: contrast (the one colour op that does not commute with cropping) blends towards
+    # the whole image's mean luma, then the crop is taken; samples one by one against
+    # torchvision's functional ops
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 20, 24, generator=g)
+    only_contrast = {**NO_NORM, "brightness": 0.0, "saturation": 0.0, "hue": 0.0, "gray_p": 0.0}
+    aug = BatchedAugment(AugmentConfig(**only_contrast, jitter_p=1.0, flip_p=0.0, color_first=True))
+    params = aug.sample_params(4, 20, 24, generator=torch.Generator().manual_seed(1))
+    got = aug.apply(x.clone(), params)
+    factors = params["factors"][:, 1]
+    want = torch.stack(
+        [
+            TF.resized_crop(
+                TF.adjust_contrast(img, float(f)), *b.tolist(), [32, 32], antialias=True
+            )
+            for img, f, b in zip(x, factors, params["boxes"], strict=True)
+        ]
+    )
+    torch.testing.assert_close(got, want, atol=2e-6, rtol=0)
+    crop_first = BatchedAugment(aug.config.replace(color_first=False)).apply(x.clone(), params)
+    assert float((crop_first - want).abs().max()) > 0.01
+    # the input batch is not modified (views share it)
+    torch.testing.assert_close(
+        x, torch.rand(4, 3, 20, 24, generator=torch.Generator().manual_seed(0))
+    )
+
+
+def rich_features(views: torch.Tensor) -> torch.Tensor:
+    """``(N, 8)`` per-view statistics of normalised outputs: channel means (3) and stds (3),
+    left-right asymmetry of the mean (flip; the test image's left side is red) and mean
+    squared horizontal gradient (sharpness: interpolation, blur)."""
+    half = views.shape[-1] // 2
+    asym = views[..., :half].mean(dim=(1, 2, 3)) - views[..., -half:].mean(dim=(1, 2, 3))
+    sharp = (views[..., 1:] - views[..., :-1]).square().mean(dim=(1, 2, 3))
+    mean, std = views.mean(dim=(2, 3)), views.std(dim=(2, 3))
+    return torch.cat([mean, std, asym[:, None], sharp[:, None]], dim=1)
+
+
+def test_bicubic_distribution_matches_per_image_and_bilinear_is_rejected():
+    cfg = AugmentConfig(
+        **{**NO_NORM, "flip_p": 0.0, "jitter_p": 0.0, "gray_p": 0.0, "interpolation": "bicubic"}
+    )
+    n_ref, n_ours = 1024, 4096
+    limit = ks_threshold(n_ref, n_ours)
+    ref = rich_features(per_image_views(cfg, n_ref))
+    assert max_ks(ref, rich_features(batched_views(cfg, n_ours))) < limit
+    # power: bilinear in either engine is caught by the same statistics
+    bilinear = cfg.replace(interpolation="bilinear")
+    assert max_ks(ref, rich_features(batched_views(bilinear, n_ours))) > limit
+    assert max_ks(rich_features(per_image_views(bilinear, n_ref)), ref) > limit
+
+
+def test_color_first_distribution_matches_per_image_and_crop_first_is_rejected():
+    # contrast 0.9: strong enough for the order to show in 512 samples
+    cfg = AugmentConfig(
+        **{
+            **NO_NORM,
+            "flip_p": 0.0,
+            "gray_p": 0.0,
+            "jitter_p": 1.0,
+            "brightness": 0.0,
+            "contrast": 0.9,
+            "saturation": 0.0,
+            "hue": 0.0,
+            "interpolation": "bicubic",
+            "color_first": True,
+        }
+    )
+    n_ref, n_ours = 512, 2048
+    limit = ks_threshold(n_ref, n_ours)
+    ref = rich_features(per_image_views(cfg, n_ref))
+    assert max_ks(ref, rich_features(batched_views(cfg, n_ours))) < limit
+    # power: colour after the crop in either engine is caught
+    crop_first = cfg.replace(color_first=False)
+    assert max_ks(ref, rich_features(batched_views(crop_first, n_ours))) > limit
+    ref_crop_first = rich_features(per_image_views(crop_first, n_ref))
+    assert max_ks(ref_crop_first, rich_features(batched_views(cfg, n_ours))) > limit
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. every preset: both engines give the same distribution
+# ---------------------------------------------------------------------------------------------
+
+_PRESET_MAX_CROP = 32
+_AGREEMENT: dict[AugmentConfig, float] = {}  # aliases and shared views are measured once
+
+
+def preset_test_views(name: str) -> list[AugmentConfig]:
+    """The distinct views of preset ``name`` (CIFAR-10 statistics), with crops scaled so the
+    largest is 32 (12 at least: the 23-tap blur needs it)."""
+    fn = PRESETS[name]
+    views = fn("cifar10", 6) if name == "intl_multicrop" else fn("cifar10", 2)
+    top = max(v.crop_size for v in views)
+    if top > _PRESET_MAX_CROP:
+        views = [
+            v.replace(crop_size=max(12, round(v.crop_size * _PRESET_MAX_CROP / top))) for v in views
+        ]
+    return list(dict.fromkeys(views))
+
+
+def _gray_count(views: torch.Tensor, cfg: AugmentConfig) -> int:
+    x = views * torch.tensor(cfg.std).view(1, 3, 1, 1) + torch.tensor(cfg.mean).view(1, 3, 1, 1)
+    return int(((x - x[:, :1]).abs().amax(dim=(1, 2, 3)) < 1e-5).sum())
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_gives_the_same_distribution_in_both_engines(name):
+    n_ref, n_ours = 256, 1024
+    limit = ks_threshold(n_ref, n_ours, c=2.3)
+    for cfg in preset_test_views(name):
+        if cfg not in _AGREEMENT:
+            ref_views, our_views = per_image_views(cfg, n_ref), batched_views(cfg, n_ours)
+            assert ref_views.shape[1:] == our_views.shape[1:] == (3, cfg.crop_size, cfg.crop_size)
+            ref, ours = rich_features(ref_views), rich_features(our_views)
+            # pooled channel means agree (z-score of the difference)
+            se = (ref[:, :3].var(0) / n_ref + ours[:, :3].var(0) / n_ours).sqrt()
+            assert bool(((ref[:, :3].mean(0) - ours[:, :3].mean(0)).abs() / se < 4.5).all()), cfg
+            for views, n in ((ref_views, n_ref), (our_views, n_ours)):
+                gray = _gray_count(views, cfg)
+                if cfg.gray_p == 0:
+                    assert gray == 0, cfg
+                else:
+                    assert_proportion(gray, n, cfg.gray_p, f"{name} grayscale")
+            _AGREEMENT[cfg] = max_ks(ref, ours)
+        assert _AGREEMENT[cfg] < limit, (name, cfg)
+
+
+# ---------------------------------------------------------------------------------------------
 # API: dtypes, shapes, reproducibility, device
 # ---------------------------------------------------------------------------------------------
 
@@ -400,18 +617,22 @@ def test_device_agnostic_every_tensor_follows_the_input():
     # with the CPU batch would raise: the module must take the device from its input.
     x = torch.randint(0, 256, (8, 3, 48, 48), dtype=torch.uint8)
     views = [*imagenet_views(crop_size=24), *multicrop_views(cifar_views(), 2, small_size=16)]
+    views.append(
+        PRESETS["wmse_cifar"]("cifar10", 1)[0].replace(crop_size=20)
+    )  # bicubic, colour first
     aug = BatchedMultiView(views)
     with torch.device("meta"):
         out_gen = aug(x, torch.Generator().manual_seed(0))
         out_default = aug(x)
-    assert [o.device.type for o in out_gen + out_default] == ["cpu"] * 12
-    assert [o.shape[-1] for o in out_gen] == [24, 24, 32, 32, 16, 16]
+    assert [o.device.type for o in out_gen + out_default] == ["cpu"] * 14
+    assert [o.shape[-1] for o in out_gen] == [24, 24, 32, 32, 16, 16, 20]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_input_stays_on_cuda_and_matches_cpu():
     x = IMG.expand(32, -1, -1, -1).contiguous()
-    aug = BatchedMultiView(imagenet_views(crop_size=24))
+    views = [*imagenet_views(crop_size=24), PRESETS["wmse_cifar"]("cifar10", 1)[0]]
+    aug = BatchedMultiView(views)
     cpu = aug(x, torch.Generator().manual_seed(0))
     gpu = aug(x.cuda(), torch.Generator().manual_seed(0))
     assert all(v.is_cuda for v in gpu)
@@ -497,3 +718,160 @@ def test_per_image_pipeline_is_torchvision_v2():
         "Normalize",
         "ToPureTensor",
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets: values, sources, view counts
+# ---------------------------------------------------------------------------------------------
+
+#: "Source: owner/repo ``path/file.py``" (or the project itself, for the digits).
+_SOURCE = re.compile(r"Source: (this project|[\w-]+/[\w.-]+ ``[\w./-]+\.(py|yaml)``)")
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_docstring_names_its_source(name):
+    doc = PRESETS[name].__doc__ or ""
+    assert _SOURCE.search(doc), f"preset {name!r}: no 'Source: owner/repo ``path``' line"
+    assert f"``{name}``" in doc, f"preset {name!r}: its docstring does not name it"
+
+
+def _summary(v: AugmentConfig) -> tuple:
+    return (
+        v.crop_size,
+        (v.scale_min, v.scale_max),
+        v.interpolation,
+        (v.brightness, v.contrast, v.saturation, v.hue, v.jitter_p),
+        v.gray_p,
+        v.color_first,
+        v.blur_p,
+        v.solarize_p,
+        v.flip_p,
+    )
+
+
+def test_preset_values_follow_their_sources():
+    # (brightness, contrast, saturation, hue, jitter_p)
+    jit_byol = (0.4, 0.4, 0.2, 0.1, 0.8)
+    jit_weak = (0.4, 0.4, 0.4, 0.1, 0.8)
+    jit_strong = (0.8, 0.8, 0.8, 0.2, 0.8)
+    full = (0.08, 1.0)
+    expected = {
+        "intl_cifar": [
+            (32, full, "bicubic", jit_byol, 0.2, False, 0.0, 0.0, 0.5),
+            (32, full, "bicubic", jit_byol, 0.2, False, 0.0, 0.2, 0.5),
+        ],
+        "intl_imagenet": [
+            (224, full, "bicubic", jit_byol, 0.2, False, 1.0, 0.0, 0.5),
+            (224, full, "bicubic", jit_byol, 0.2, False, 0.1, 0.2, 0.5),
+        ],
+        "wmse_cifar": [(32, (0.2, 1.0), "bicubic", jit_weak, 0.1, True, 0.0, 0.0, 0.5)] * 2,
+        "wmse_stl10": [(64, (0.2, 1.0), "bicubic", jit_weak, 0.1, True, 0.0, 0.0, 0.5)] * 2,
+        "wmse_tiny_imagenet": [(64, (0.2, 1.0), "bicubic", jit_weak, 0.1, True, 0.0, 0.0, 0.5)] * 2,
+        "cwrgp_imagenet": [(224, (0.2, 1.0), "bilinear", jit_weak, 0.2, False, 0.5, 0.0, 0.5)] * 4,
+        "solo_cifar_byol": [
+            (32, full, "bicubic", jit_byol, 0.2, False, 0.0, 0.0, 0.5),
+            (32, full, "bicubic", jit_byol, 0.2, False, 0.0, 0.2, 0.5),
+        ],
+        "solo_cifar_simclr": [(32, full, "bicubic", jit_strong, 0.2, False, 0.5, 0.0, 0.5)] * 2,
+        "solo_cifar_mocov2plus": [(32, full, "bicubic", jit_weak, 0.2, False, 0.5, 0.0, 0.5)] * 2,
+        "solo_cifar_vicreg": [(32, (0.2, 1.0), "bicubic", jit_byol, 0.2, False, 0.0, 0.1, 0.5)] * 2,
+        "solo_cifar_wmse": [(32, (0.2, 1.0), "bicubic", jit_strong, 0.2, False, 0.0, 0.0, 0.5)] * 2,
+    }
+    for name, views in expected.items():
+        got = PRESETS[name]("cifar10", len(views))
+        assert [_summary(v) for v in got] == views, name
+    for alias, target in (
+        ("solo_cifar_barlow", "solo_cifar_byol"),
+        ("solo_cifar_dino", "solo_cifar_byol"),
+        ("solo_cifar_swav", "solo_cifar_simclr"),
+        ("solo_cifar_simsiam", "solo_cifar_mocov2plus"),
+    ):
+        assert PRESETS[alias] is PRESETS[target]
+    mc = PRESETS["intl_multicrop"]("imagefolder", 6)
+    assert [v.crop_size for v in mc] == [224, 224, 192, 160, 128, 96]
+    assert [v.scale_min for v in mc] == [0.2, 0.2, 0.171, 0.143, 0.114, 0.086]
+    assert [v.scale_max for v in mc] == [1.0, 1.0, 0.857, 0.714, 0.571, 0.429]
+    assert {(v.blur_p, v.solarize_p, v.interpolation) for v in mc} == {(0.5, 0.1, "bicubic")}
+    # normalisation: the sources' own
+    imagenet = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    for name in ("intl_imagenet", "intl_multicrop", "cwrgp_imagenet"):
+        assert {(v.mean, v.std) for v in PRESETS[name]("cifar10", 6 if "multi" in name else 2)} == {
+            imagenet
+        }
+    assert PRESETS["wmse_cifar"]("cifar10")[0].std == (0.2023, 0.1994, 0.2010)
+    assert PRESETS["wmse_cifar"]("cifar100")[0].mean == (0.5071, 0.4867, 0.4408)
+    assert PRESETS["wmse_stl10"]("stl10")[0].std == (0.27, 0.26, 0.27)
+    assert PRESETS["wmse_tiny_imagenet"]("imagefolder")[0].mean == (0.480, 0.448, 0.398)
+    assert PRESETS["intl_cifar"]("cifar100")[0].std == (0.2673, 0.2564, 0.2762)
+    assert PRESETS["solo_cifar_simclr"]("cifar10")[0].std == (0.2470, 0.2435, 0.2616)
+    # blur: sigma U(0.1, 2) pixels with a 23-tap kernel (PIL's GaussianBlur(radius=sigma))
+    assert PRESETS["solo_cifar_simclr"]()[0].blur_sigma == (0.1, 2.0)
+    assert PRESETS["solo_cifar_simclr"]()[0].blur_kernel_size == 23
+    # W-MSE's ratio range
+    w = PRESETS["wmse_cifar"]()[0]
+    assert (w.ratio_min, w.ratio_max) == (0.75, 4 / 3)
+
+
+def test_original_presets_are_unchanged():
+    # data.views: auto | cifar | imagenet | digits mean what they meant before the registry
+    assert PRESETS["cifar"]("cifar10", 2) == cifar_views("cifar10")
+    assert PRESETS["cifar"]("stl10", 2) == cifar_views("stl10", crop_size=96)
+    assert PRESETS["cifar"]("digits", 2) == cifar_views("cifar10")
+    assert PRESETS["cifar"]("cifar10", 2, solarize_p=[0.1, 0.3]) == cifar_views(
+        solarize_p=(0.1, 0.3)
+    )
+    assert PRESETS["imagenet"]("imagefolder", 2) == imagenet_views()
+    assert PRESETS["digits"]("digits", 3) == digits_views(num_views=3)
+    assert PRESETS["auto"]("digits", 2) == digits_views()
+    assert PRESETS["auto"]("imagefolder", 2) == imagenet_views()
+    assert PRESETS["auto"]("cifar100", 2) == cifar_views("cifar100")
+    legacy = cifar_views()[0]
+    assert (legacy.interpolation, legacy.color_first) == ("bilinear", False)
+
+
+def test_fixed_count_presets_reject_another_num_views():
+    for name, n in (
+        ("intl_multicrop", 6),
+        ("intl_cifar", 2),
+        ("intl_imagenet", 2),
+        ("solo_cifar_byol", 2),
+    ):
+        assert len(PRESETS[name]("cifar10", n)) == n
+        with pytest.raises(PresetError, match=f"preset '{name}' defines exactly {n} views") as err:
+            PRESETS[name]("cifar10", n + 2)
+        assert err.value.key == "num_views" and "\n" not in str(err.value)
+    assert len(PRESETS["wmse_cifar"]("cifar10", 4)) == 4  # symmetric presets repeat their view
+    assert len(PRESETS["cwrgp_imagenet"]()) == 4  # CW-RGP ImageNet: num_samples 4
+    with pytest.raises(PresetError, match="unknown preset 'nope'; known: auto, cifar") as err:
+        preset_views("nope")
+    assert err.value.key == "views"
+
+
+def test_override_views():
+    views = PRESETS["intl_cifar"]("cifar10", 2)
+    assert override_views(views, []) == views
+    both = override_views(views, [{"interpolation": "bilinear", "gray_p": 0.5}])
+    assert [(v.interpolation, v.gray_p, v.solarize_p) for v in both] == [
+        ("bilinear", 0.5, 0.0),
+        ("bilinear", 0.5, 0.2),
+    ]
+    each = override_views(views, [{"solarize_p": 0.1}, {"color_first": True, "mean": [0.5] * 3}])
+    assert [v.solarize_p for v in each] == [0.1, 0.2] and each[1].color_first
+    assert each[1].mean == (0.5, 0.5, 0.5) and each[0].mean == views[0].mean
+    cases = [
+        ([{}, {}, {}], None, "", "3 entries for 2 views"),
+        ([{"jitter": 0.4}], 0, "jitter", "unknown field; known: crop_size"),
+        ([{}, {"gray_p": 1.5}], 1, "gray_p", "must be a probability in"),
+        ([{"interpolation": "nearest"}], 0, "interpolation", "must be one of bilinear|bicubic"),
+        ([{"crop_size": "big"}], 0, "crop_size", "must be an integer"),
+        ([{"color_first": "yes"}], 0, "color_first", "must be true or false"),
+        ([{"brightness": "lots"}], 0, "brightness", "must be a number"),
+        ([{"mean": 0.5}], 0, "mean", "must be a sequence of numbers"),
+        ([[0.1]], 0, "", "must be a mapping"),
+    ]
+    for overrides, index, key, rule in cases:
+        with pytest.raises(ViewOverrideError) as err:
+            override_views(views, overrides)
+        e = err.value
+        assert (e.index, e.key) == (index, key) and rule in e.rule, (overrides, e.rule)
+        assert "\n" not in str(e)

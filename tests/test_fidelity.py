@@ -1,7 +1,7 @@
 """Fidelity to the authors' code: INTL / INTL-M multi-view pairing, CW-RGP centring and
 permutations, and which views share a BatchNorm batch.
 
-The references (:mod:`specssl.reference.authors`) are written from the authors' semantics (winci-ai/INTL
+The references (:mod:`specssl.reference.authors`) follow the authors' semantics (winci-ai/INTL
 ``methods/intl.py``, ``methods/intl_m.py``, ``methods/whitening.py``; winci-ai/CW-RGP
 ``base/methods/whitening.py``, ``base/methods/cwrgp.py``), in float64, with plain loops and
 the plain Newton iteration / an eigendecomposition — not with the library's spectral code.

@@ -1,10 +1,13 @@
 """Data layer: datasets by name and multi-view augmentation (per-image and batched on-device).
 
 Framework-free (plain ``torch.utils.data.Dataset`` and ``nn.Module``); see
-:mod:`specssl.data.datasets` and :mod:`specssl.data.augment`.
+:mod:`specssl.data.datasets` and :mod:`specssl.data.augment` (which gathers the view config
+:mod:`~specssl.data.views`, the named recipes :mod:`~specssl.data.presets` and the two engines
+:mod:`~specssl.data.transforms` and :mod:`~specssl.data.batched`).
 """
 
 from specssl.data.augment import (
+    PRESETS,
     AugmentConfig,
     BatchedAugment,
     BatchedMultiView,
@@ -15,6 +18,8 @@ from specssl.data.augment import (
     digits_views,
     imagenet_views,
     multicrop_views,
+    override_views,
+    preset_views,
     views_from_dicts,
 )
 from specssl.data.datasets import (
@@ -33,6 +38,7 @@ from specssl.data.datasets import (
 __all__ = [
     "DATASET_NAMES",
     "DATASET_STATS",
+    "PRESETS",
     "AugmentConfig",
     "BatchedAugment",
     "BatchedMultiView",
@@ -49,6 +55,8 @@ __all__ = [
     "imagenet_views",
     "load_digits_tensors",
     "multicrop_views",
+    "override_views",
+    "preset_views",
     "read_cifar",
     "stratified_subset_indices",
     "views_from_dicts",

@@ -107,7 +107,7 @@ def irrelevant_optim_keys(optimizer: str) -> set[str]:
 #: Options added to :class:`Config` after runs were recorded, with their defaults. While an
 #: option holds its default it is left out of hashes and recipe comparisons, so adding it
 #: does not orphan every cached run (or mark every recorded row stale).
-LATER_OPTIONS: dict[tuple[str, ...], Any] = {("optim", "static_lr"): []}
+LATER_OPTIONS: dict[tuple[str, ...], Any] = {("optim", "static_lr"): [], ("data", "augment"): []}
 
 
 def without_unchanging(data: dict[str, Any]) -> dict[str, Any]:

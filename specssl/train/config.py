@@ -31,12 +31,21 @@ class DataConfig:
     val_subset: int | None = None  # evaluate on this many test images (seeded)
     batch_size: int = 256  # per device
     num_workers: int = 0
-    views: str = "auto"  # augmentation preset: auto | cifar | imagenet | digits
-    num_views: int = 2  # large views
+    # Augmentation preset: a name of specssl.data.presets.PRESETS (auto | cifar | imagenet |
+    # digits | intl_cifar | wmse_cifar | solo_cifar_byol | ...); auto = digits on digits,
+    # imagenet on imagefolder, cifar otherwise.
+    views: str = "auto"
+    num_views: int = 2  # large views (a preset with fixed views, e.g. intl_multicrop: its count)
     num_small_crops: int = 0  # multi-crop: extra small views (SwAV/DINO style)
     small_crop_size: int | None = None  # default 3/7 of the large crop (96 for 224)
     augment_on_device: bool = True  # batched tensor augmentation on the training device
-    solarize_p: list[float] = field(default_factory=lambda: [0.0, 0.2])  # per view
+    # Per-view solarization of the presets auto / cifar / imagenet (the others set their own:
+    # override them with `augment`).
+    solarize_p: list[float] = field(default_factory=lambda: [0.0, 0.2])
+    # Per-view overrides of the preset's AugmentConfig fields (specssl.data.views), before
+    # multi-crop: [] = the preset as is; one mapping = every view; else one per view.
+    # E.g. [{interpolation: bicubic}] or [{solarize_p: 0.0}, {solarize_p: 0.2}].
+    augment: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

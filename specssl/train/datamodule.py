@@ -10,15 +10,18 @@ from torch.utils.data.distributed import DistributedSampler
 from torchvision.transforms import v2
 
 from specssl.data.augment import (
+    LEGACY_PRESETS,
+    PRESETS,
     BatchedMultiView,
     MultiViewTransform,
-    cifar_views,
-    digits_views,
-    imagenet_views,
+    PresetError,
+    ViewOverrideError,
+    ViewsConfig,
     multicrop_views,
+    override_views,
 )
-from specssl.data.datasets import TensorImageDataset, build_dataset, dataset_stats
-from specssl.train.config import Config, ConfigError
+from specssl.data.datasets import TensorImageDataset, build_dataset
+from specssl.train.config import Config, ConfigError, DataConfig
 
 _IMAGENET_EVAL_RESIZE, _IMAGENET_CROP = 256, 224
 
@@ -34,6 +37,48 @@ class Normalize(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
         return (x - self.mean.to(x.device)) / self.std.to(x.device)
+
+
+_DEFAULT_SOLARIZE_P = DataConfig().solarize_p
+
+
+def resolve_views(d: DataConfig) -> ViewsConfig:
+    """The training views of ``data``: preset ``d.views`` for ``d.name`` with ``d.num_views``
+    views, then the per-view overrides ``d.augment``, then ``d.num_small_crops`` small crops
+    (copies of the first view's settings at ``d.small_crop_size``).
+
+    ``d.solarize_p`` is passed to the original presets (auto, cifar, imagenet; digits ignores
+    it); set to anything but its default with another preset it is an error, since those set
+    their own (change them with ``data.augment``). Every problem is a one-line
+    :class:`ConfigError` naming the key (``data.augment[i].<field>`` for an override).
+    """
+    if d.views not in PRESETS:
+        raise ConfigError(
+            f"config key 'data.views': unknown preset {d.views!r}; known: {', '.join(PRESETS)}"
+        )
+    kwargs = {}
+    if d.views in LEGACY_PRESETS:
+        kwargs["solarize_p"] = list(d.solarize_p)
+    elif list(d.solarize_p) != _DEFAULT_SOLARIZE_P:
+        raise ConfigError(
+            f"config key 'data.solarize_p': only for the presets auto|cifar|imagenet; preset "
+            f"{d.views!r} sets its own per view (override it with data.augment, e.g. "
+            "[{solarize_p: 0.1}])"
+        )
+    try:
+        views = PRESETS[d.views](d.name, d.num_views, **kwargs)
+    except PresetError as err:
+        raise ConfigError(f"config key 'data.{err.key}': {err}") from err
+    try:
+        views = override_views(views, list(d.augment))
+    except ViewOverrideError as err:
+        key = "data.augment" if err.index is None else f"data.augment[{err.index}]"
+        if err.key:
+            key += f".{err.key}"
+        raise ConfigError(f"config key '{key}': {err.rule}") from err
+    if d.num_small_crops > 0:
+        views = multicrop_views(views, d.num_small_crops, small_size=d.small_crop_size)
+    return views
 
 
 class SSLDataModule(L.LightningDataModule):
@@ -86,32 +131,8 @@ class SSLDataModule(L.LightningDataModule):
     def batch_size(self) -> int:
         return self.data.batch_size
 
-    def _views(self):
-        views = self._large_views()
-        if self.data.num_small_crops > 0:
-            views = multicrop_views(
-                views, self.data.num_small_crops, small_size=self.data.small_crop_size
-            )
-        return views
-
-    def _large_views(self):
-        d = self.data
-        preset = d.views
-        if preset == "auto":
-            preset = {"digits": "digits", "imagefolder": "imagenet"}.get(d.name, "cifar")
-        stats_name = d.name if d.name in ("cifar10", "cifar100", "stl10") else "cifar10"
-        size = 96 if d.name == "stl10" else 32
-        if preset == "cifar":
-            return cifar_views(
-                stats_name, crop_size=size, solarize_p=list(d.solarize_p), num_views=d.num_views
-            )
-        if preset == "imagenet":
-            return imagenet_views(solarize_p=list(d.solarize_p), num_views=d.num_views)
-        if preset == "digits":
-            return digits_views(num_views=d.num_views)
-        raise ConfigError(
-            f"config key 'data.views': unknown preset {preset!r} (auto|cifar|imagenet|digits)"
-        )
+    def _views(self) -> ViewsConfig:
+        return resolve_views(self.data)
 
     def _eval_image_transform(self):
         """Per-image part of the evaluation transform (resize/crop to a fixed size for
@@ -131,9 +152,10 @@ class SSLDataModule(L.LightningDataModule):
         return BatchedMultiView(self.view_configs) if self.on_device else None
 
     def eval_transform(self) -> nn.Module:
-        name = self.data.name
-        stats = dataset_stats(name if name != "imagefolder" else "imagenet")
-        return Normalize(*stats)
+        """Normalisation of evaluation images: the training views' (the first view's mean and
+        std; for the presets auto / cifar / imagenet / digits these are the dataset's)."""
+        first = self.view_configs[0]
+        return Normalize(first.mean, first.std)
 
     # ------------------------------------------------------------------ loaders
     def _loader(self, dataset: Dataset, *, train: bool, batch_size: int) -> DataLoader:
