@@ -76,7 +76,7 @@ def test_budget_overrides_give_valid_configs_for_every_recipe(scale):
             assert cfg.data.root == "/data" and cfg.trainer.max_epochs == 3
         else:  # paper: the recipe's network, full data, global batch kept over 2 devices
             assert cfg.backbone.width == 64 and cfg.data.subset is None
-            assert cfg.data.batch_size == 128 and cfg.trainer.devices == "2"
+            assert cfg.data.batch_size == 256 and cfg.trainer.devices == "2"  # global batch
             assert cfg.trainer.max_epochs == 100
 
 

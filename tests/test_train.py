@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import lightning as L
@@ -239,3 +240,48 @@ def test_multicrop_views_train_through_the_same_method(tmp_path):
 def test_max_time_stops_training_when_the_budget_is_spent(tmp_path):
     result = pretrain(tiny(tmp_path, "trainer.max_time=00:00:00:00"), logger=False)
     assert result.steps <= 1  # of 8 without the limit
+
+
+# ------------------------------------------------------------------ global batch under DDP
+DDP_ARGS = [
+    "data.subset=256",
+    "trainer.accelerator=cpu",
+    "trainer.devices=2",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+    "backbone.width=4",
+    "method.proj_hidden_dim=32",
+    "method.proj_output_dim=16",
+    "monitor.knn_every=0",
+    "monitor.knn_on_init=false",
+    "monitor.spectrum_every=0",
+    "monitor.online_probe=false",
+]
+
+
+def _pretrain_cli(tmp_path, *overrides: str):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "specssl", "pretrain", *DDP_ARGS, f"output_dir={tmp_path}"]
+    return subprocess.run(
+        [*cmd, *overrides], capture_output=True, text=True, cwd=tmp_path, timeout=600
+    )
+
+
+def test_batch_size_is_the_global_batch_split_over_ddp_processes(tmp_path):
+    """data.batch_size=64 on 2 CPU processes: 32 images per process and step, so one epoch of
+    256 images takes 4 steps (8 x 32 = 256), not the 2 steps of a per-device batch of 64."""
+    out = _pretrain_cli(tmp_path, "data.batch_size=64", "run_name=ddp")
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads((tmp_path / "ddp" / "results.json").read_text())
+    assert result["steps"] == 4
+
+
+def test_a_global_batch_that_does_not_split_over_the_processes_is_one_line(tmp_path):
+    out = _pretrain_cli(tmp_path, "data.batch_size=63", "run_name=odd")
+    assert out.returncode != 0
+    assert "config key 'data.batch_size': the global batch 63 does not split evenly over 2" in (
+        out.stderr
+    )
+    assert "Traceback" not in out.stderr

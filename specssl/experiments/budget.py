@@ -83,7 +83,7 @@ class Budget:
         epochs = self.epochs_of(paper_epochs)
         every = 10 if self.scale == "paper" else 1
         common = [
-            f"data.batch_size={batch // self.devices}",
+            f"data.batch_size={batch}",  # the global batch: split over the devices
             f"trainer.devices={self.devices}",
             f"trainer.max_epochs={epochs}",
             "trainer.max_steps=-1",

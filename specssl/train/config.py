@@ -29,7 +29,7 @@ class DataConfig:
     val_split: str = "test"
     subset: int | None = None  # pretrain on this many training images (seeded)
     val_subset: int | None = None  # evaluate on this many test images (seeded)
-    batch_size: int = 256  # per device
+    batch_size: int = 256  # global: split over trainer.devices x trainer.num_nodes processes
     num_workers: int = 0
     # Augmentation preset: a name of specssl.data.presets.PRESETS (auto | cifar | imagenet |
     # digits | intl_cifar | wmse_cifar | solo_cifar_byol | ...); auto = digits on digits,

@@ -129,7 +129,11 @@ class SSLDataModule(L.LightningDataModule):
 
     @property
     def batch_size(self) -> int:
-        return self.data.batch_size
+        """Per-process batch: ``data.batch_size`` is the global batch, split evenly over the
+        trainer's processes (devices x nodes); the whole batch before a trainer is attached."""
+        trainer = getattr(self, "trainer", None)
+        world = max(1, trainer.world_size) if trainer is not None else 1
+        return self.data.batch_size // world
 
     def _views(self) -> ViewsConfig:
         return resolve_views(self.data)
@@ -179,7 +183,7 @@ class SSLDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, train=True, batch_size=self.data.batch_size)
+        return self._loader(self.train_set, train=True, batch_size=self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, train=False, batch_size=max(256, self.data.batch_size))

@@ -136,7 +136,7 @@ class SSLModule(L.LightningModule):
     # --------------------------------------------------------------- optimiser
     def configure_optimizers(self):
         optim_cfg = self.cfg.optim
-        global_batch = self.cfg.data.batch_size * max(1, self.trainer.world_size)
+        global_batch = self.cfg.data.batch_size  # the global batch (split over processes)
         lr = optim_cfg.lr * global_batch / 256
         optimizer = build_optimizer(self.method, self.classifier, optim_cfg, lr)
         total = int(self.trainer.estimated_stepping_batches)

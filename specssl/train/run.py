@@ -182,6 +182,7 @@ def pretrain(
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     trainer = build_trainer(cfg, run_dir, callbacks, logger, checkpoint_step(ckpt_path))
+    check_global_batch(cfg, trainer.world_size)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     wall = timer.time_elapsed("train")
     probe = {}
@@ -210,8 +211,17 @@ def pretrain(
     return result
 
 
+def check_global_batch(cfg: Config, world_size: int) -> None:
+    """``data.batch_size`` is the global batch: it must split evenly over the processes."""
+    if cfg.data.batch_size % max(1, world_size):
+        raise ConfigError(
+            f"config key 'data.batch_size': the global batch {cfg.data.batch_size} does not "
+            f"split evenly over {world_size} processes (trainer.devices x trainer.num_nodes)"
+        )
+
+
 def _throughput(trainer, cfg: Config, wall: float) -> float:
-    images = trainer.global_step * cfg.data.batch_size * max(1, trainer.world_size)
+    images = trainer.global_step * cfg.data.batch_size  # the global batch per step
     return images / wall if wall > 0 else 0.0
 
 
