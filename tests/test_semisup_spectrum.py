@@ -224,9 +224,34 @@ def test_labelled_subset_is_the_seeded_balanced_split():
     assert source == "make_split(digits, 10%, seed 0)"  # digits: no shipped split
     assert torch.equal(idx, make_split(train.targets, 0.1, 0, num_classes=10))
     assert np.all(np.bincount(train.targets[idx].numpy(), minlength=10) == 14)
-    with pytest.raises(ValueError, match="imagefolder needs --split-file") as err:
-        labelled_indices("imagefolder", train, 10)
-    assert "SimCLR's 10percent.txt" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="needs --split-file") as err:
+        labelled_indices("imagefolder", train, 10)  # not an image folder
+    assert "\n" not in str(err.value)
+
+
+def test_imagenet_labelled_subsets_are_simclrs_shipped_image_lists():
+    from types import SimpleNamespace
+
+    from specssl.eval.semisup import SIMCLR_SPLITS
+
+    listed = (SIMCLR_SPLITS / "imagenet_simclr_1pct.txt").read_text().split()
+    assert len(listed) == 12811 and len(set(listed)) == 12811
+    assert len((SIMCLR_SPLITS / "imagenet_simclr_10pct.txt").read_text().split()) == 128116
+    # an ImageNet-like folder: every listed image plus others, in another order
+    paths = [f"/in/train/{n.split('_')[0]}/{n}" for n in reversed(listed)]
+    paths += [f"/in/train/n0/extra_{i}.JPEG" for i in range(50)]
+    folder = SimpleNamespace(base=SimpleNamespace(samples=[(p, 0) for p in paths]), targets=None)
+    idx, source = labelled_indices("imagefolder", folder, 1)
+    assert source.startswith("SimCLR ImageNet 1%")
+    assert sorted(paths[i].rsplit("/", 1)[1] for i in idx.tolist()) == sorted(listed)
+    other = SimpleNamespace(
+        base=SimpleNamespace(samples=[("/tiny/train/a/x.JPEG", 0)]), targets=None
+    )
+    with pytest.raises(ValueError, match="does not match this image folder") as err:
+        labelled_indices("imagefolder", other, 10)
+    assert "--split-file" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="needs --split-file"):
+        labelled_indices("imagefolder", folder, 5)
 
 
 def test_optimizer_is_nesterov_sgd_with_separate_scaled_lrs_and_cosine_decay():

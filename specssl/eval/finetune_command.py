@@ -53,12 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="percent",
         type=_percent,
         metavar="PCT",
-        help="labelled percentage (default 1); 1 or 10 use the shipped CIFAR-10 splits",
+        help="labelled percentage (default 1); 1 or 10 use the shipped CIFAR-10 splits or, for "
+        "ImageNet (imagefolder), SimCLR's shipped 1%%/10%% image lists",
     )
     parser.add_argument(
         "--split-file",
-        help="specssl split file, or SimCLR's ImageNet 1percent.txt / 10percent.txt "
-        "(needed for imagefolder data)",
+        help="specssl split file, or a list of training image file names (other image folders, "
+        "other percentages)",
     )
     parser.add_argument("--data-root", help="dataset directory (default: the checkpoint's)")
     parser.add_argument("--out", help="directory for finetune.json and finetuned.pt")

@@ -169,6 +169,33 @@ def crop_flip_view(dataset: str) -> AugmentConfig:
     return base.replace(**_NO_COLOUR_OPS)
 
 
+SIMCLR_SPLITS = Path(__file__).resolve().parents[1] / "splits"
+
+
+def simclr_imagenet_split(train_set, percent: float) -> tuple[torch.Tensor, str]:
+    """SimCLR's ImageNet 1% / 10% training image lists (12,811 / 128,116 file names, shipped as
+    ``specssl/splits/imagenet_simclr_<pct>pct.txt``; the lists of google-research/simclr, which
+    the INTL authors' ``evaluate.py`` reads from ``src/percent/``) as indices of ``train_set``.
+    Any other percentage, or an image folder that is not ImageNet, needs ``--split-file``."""
+    path = SIMCLR_SPLITS / f"imagenet_simclr_{percent:g}pct.txt"
+    base = getattr(train_set, "base", None)
+    if percent not in (1, 10) or base is None or not hasattr(base, "samples"):
+        raise ValueError(
+            f"imagefolder data at {percent:g}% labels needs --split-file (SimCLR's ImageNet "
+            "lists are shipped for 1% and 10% only; for other image folders write one with "
+            "specssl.eval.splits.write_split)"
+        )
+    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        indices = indices_from_image_names(names, [str(p) for p, _ in base.samples])
+    except ValueError as err:
+        raise ValueError(
+            f"SimCLR's ImageNet {percent:g}% split does not match this image folder ({err}); "
+            "for an image folder that is not ImageNet pass --split-file"
+        ) from err
+    return indices, f"SimCLR ImageNet {percent:g}% ({path.name})"
+
+
 def labelled_indices(
     dataset: str,
     train_set: TensorImageDataset | IndexedImageDataset,
@@ -181,8 +208,9 @@ def labelled_indices(
 
     ``split_file`` wins; else the shipped split of ``dataset`` at ``percent`` (seed 0);
     else, for in-memory datasets without a shipped split (CIFAR-100, digits, stl10, other
-    percentages), :func:`make_split` on the training labels. ImageNet (``imagefolder``) needs
-    a split file.
+    percentages), :func:`make_split` on the training labels. ImageNet (``imagefolder``) at 1%
+    or 10% uses SimCLR's image lists (:func:`simclr_imagenet_split`); other image folders
+    need a split file.
     """
     targets = train_set.targets
     if split_file is not None:
@@ -201,14 +229,7 @@ def labelled_indices(
         split = load_split(dataset, percent, train_labels=targets)
         return split.indices, f"shipped {dataset} {percent:g}% seed 0"
     if dataset == "imagefolder":
-        simclr = f"{percent:g}percent.txt" if percent in (1, 10) else "1percent.txt / 10percent.txt"
-        raise ValueError(
-            f"ImageNet / imagefolder needs --split-file for its {percent:g}% labels: for ImageNet "
-            f"SimCLR's {simclr} (one training image file name per line, e.g. "
-            "n01440764_10026.JPEG; not shipped, it cannot be downloaded here: copy it from "
-            "google-research/simclr or winci-ai/INTL src/percent/), for other image folders "
-            "a split file from specssl.eval.splits.write_split"
-        )
+        return simclr_imagenet_split(train_set, percent)
     indices = make_split(targets, percent / 100, seed, num_classes=train_set.num_classes)
     return indices, f"make_split({dataset}, {percent:g}%, seed {seed})"
 
