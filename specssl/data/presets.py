@@ -506,10 +506,7 @@ def solo_cifar_byol(dataset: str = "cifar10", num_views: int = 2) -> ViewsConfig
     used by ``byol.yaml``, ``barlow.yaml``, ``dino.yaml`` (and mocov3, nnclr, nnbyol,
     nnsiam, all4one): two crops with crop_min_scale 0.08, ColorJitter(0.4, 0.4, 0.2, 0.1),
     grayscale 0.2, no blur, solarization 0.0 / 0.2.
-    Crops as built by ``solo/data/pretrain_dataloader.py`` ``build_transform_pipeline``:
-    RandomResizedCrop(32, scale=(crop_min_scale, 1.0), BICUBIC), colour jitter p 0.8, PIL
-    GaussianBlur sigma U(0.1, 2) / PIL Solarization where enabled, flip 0.5, ``MEANS_N_STD``
-    normalisation (cifar10 / cifar100 = DATASET_STATS; other datasets: their own).
+    Each crop as :func:`_solo_view` builds it (solo-learn's ``build_transform_pipeline``).
     """
     jitter = (0.4, 0.4, 0.2, 0.1)
     views = [_solo_view(dataset, jitter=jitter, solarize_p=p) for p in (0.0, 0.2)]
@@ -524,10 +521,7 @@ def solo_cifar_simclr(dataset: str = "cifar10", num_views: int = 2) -> ViewsConf
     used by ``simclr.yaml``, ``swav.yaml`` (and deepclusterv2, supcon): ``num_crops: 2``
     identical crops with crop_min_scale 0.08, ColorJitter(0.8, 0.8, 0.8, 0.2), grayscale
     0.2, blur 0.5, no solarization.
-    Crops as built by ``solo/data/pretrain_dataloader.py`` ``build_transform_pipeline``:
-    RandomResizedCrop(32, scale=(crop_min_scale, 1.0), BICUBIC), colour jitter p 0.8, PIL
-    GaussianBlur sigma U(0.1, 2) / PIL Solarization where enabled, flip 0.5, ``MEANS_N_STD``
-    normalisation (cifar10 / cifar100 = DATASET_STATS; other datasets: their own).
+    Each crop as :func:`_solo_view` builds it (solo-learn's ``build_transform_pipeline``).
     """
     view = _solo_view(dataset, jitter=(0.8, 0.8, 0.8, 0.2), blur_p=0.5)
     return _repeat(view, num_views)
@@ -541,10 +535,7 @@ def solo_cifar_mocov2plus(dataset: str = "cifar10", num_views: int = 2) -> Views
     used by ``mocov2plus.yaml`` and ``simsiam.yaml``: ``num_crops: 2`` identical crops with
     crop_min_scale 0.08, ColorJitter(0.4, 0.4, 0.4, 0.1), grayscale 0.2, blur 0.5, no
     solarization.
-    Crops as built by ``solo/data/pretrain_dataloader.py`` ``build_transform_pipeline``:
-    RandomResizedCrop(32, scale=(crop_min_scale, 1.0), BICUBIC), colour jitter p 0.8, PIL
-    GaussianBlur sigma U(0.1, 2) / PIL Solarization where enabled, flip 0.5, ``MEANS_N_STD``
-    normalisation (cifar10 / cifar100 = DATASET_STATS; other datasets: their own).
+    Each crop as :func:`_solo_view` builds it (solo-learn's ``build_transform_pipeline``).
     """
     view = _solo_view(dataset, jitter=(0.4, 0.4, 0.4, 0.1), blur_p=0.5)
     return _repeat(view, num_views)
@@ -556,10 +547,7 @@ def solo_cifar_vicreg(dataset: str = "cifar10", num_views: int = 2) -> ViewsConf
     Source: vturrisi/solo-learn ``scripts/pretrain/cifar/vicreg.yaml`` (inline
     ``augmentations``): ``num_crops: 2`` identical crops with crop_min_scale 0.2,
     ColorJitter(0.4, 0.4, 0.2, 0.1), grayscale 0.2, no blur, solarization 0.1.
-    Crops as built by ``solo/data/pretrain_dataloader.py`` ``build_transform_pipeline``:
-    RandomResizedCrop(32, scale=(crop_min_scale, 1.0), BICUBIC), colour jitter p 0.8, PIL
-    GaussianBlur sigma U(0.1, 2) / PIL Solarization where enabled, flip 0.5, ``MEANS_N_STD``
-    normalisation (cifar10 / cifar100 = DATASET_STATS; other datasets: their own).
+    Each crop as :func:`_solo_view` builds it (solo-learn's ``build_transform_pipeline``).
     """
     view = _solo_view(dataset, jitter=(0.4, 0.4, 0.2, 0.1), scale_min=0.2, solarize_p=0.1)
     return _repeat(view, num_views)
@@ -571,10 +559,7 @@ def solo_cifar_wmse(dataset: str = "cifar10", num_views: int = 2) -> ViewsConfig
     Source: vturrisi/solo-learn ``scripts/pretrain/cifar/wmse.yaml`` (inline
     ``augmentations``): ``num_crops: 2`` identical crops with crop_min_scale 0.2,
     ColorJitter(0.8, 0.8, 0.8, 0.2), grayscale 0.2, no blur, no solarization.
-    Crops as built by ``solo/data/pretrain_dataloader.py`` ``build_transform_pipeline``:
-    RandomResizedCrop(32, scale=(crop_min_scale, 1.0), BICUBIC), colour jitter p 0.8, PIL
-    GaussianBlur sigma U(0.1, 2) / PIL Solarization where enabled, flip 0.5, ``MEANS_N_STD``
-    normalisation (cifar10 / cifar100 = DATASET_STATS; other datasets: their own).
+    Each crop as :func:`_solo_view` builds it (solo-learn's ``build_transform_pipeline``).
     """
     view = _solo_view(dataset, jitter=(0.8, 0.8, 0.8, 0.2), scale_min=0.2)
     return _repeat(view, num_views)

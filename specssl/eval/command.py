@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from specssl.cli import non_negative_float, positive_float, positive_int
-from specssl.eval.protocols import EVAL_PRESETS, preset_type, record
+from specssl.eval.protocols import EVAL_PRESETS, add_preset_argument, record
 
 HELP = "evaluate a checkpoint: kNN, fast linear probe, or the SGD linear protocol"
 
@@ -65,14 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=PROTOCOLS,
         help="evaluation protocol(s) (default: the preset's, else knn)",
     )
-    parser.add_argument(
-        "--preset",
-        type=preset_type(EVAL_PRESETS),
-        metavar="NAME",
-        help="a named protocol (explicit options override its values): "
-        + ", ".join(EVAL_PRESETS)
-        + " (specssl.eval.protocols)",
-    )
+    add_preset_argument(parser, EVAL_PRESETS)
     data = parser.add_argument_group("data")
     data.add_argument("--data-root", help="dataset directory (default: the run's data.root)")
     data.add_argument("--train-subset", type=positive_int, help="use this many training images")

@@ -18,7 +18,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from specssl.eval.protocols import FINETUNE_PRESETS, preset_type, record
+from specssl.eval.protocols import FINETUNE_PRESETS, add_preset_argument, record
 
 # No '%' here: argparse %-formats subcommand help strings (and not descriptions).
 HELP = "semi-supervised eval: fine-tune backbone + linear head on 1 or 10 percent of the labels"
@@ -38,14 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "checkpoint", metavar="CHECKPOINT", help="pretraining .ckpt file or run dir"
     )
-    parser.add_argument(
-        "--preset",
-        type=preset_type(FINETUNE_PRESETS),
-        metavar="NAME",
-        help="a named protocol (explicit options override its values): "
-        + ", ".join(FINETUNE_PRESETS)
-        + " (specssl.eval.protocols)",
-    )
+    add_preset_argument(parser, FINETUNE_PRESETS)
     # Options are stored under the FinetuneConfig field they set (see resolve_config); those
     # a preset sets default to None (= the preset's value, else FinetuneConfig's default).
     parser.add_argument(

@@ -280,6 +280,18 @@ EVAL_PRESETS: dict[str, LinearSGDPreset | ProbePreset] = {p.name: p for p in _LI
 FINETUNE_PRESETS: dict[str, FinetunePreset] = {p.name: p for p in _FINETUNE}
 
 
+def add_preset_argument(parser, registry: dict[str, _Preset]) -> None:
+    """``--preset NAME`` choosing one of ``registry`` (explicit options override its values)."""
+    parser.add_argument(
+        "--preset",
+        type=preset_type(registry),
+        metavar="NAME",
+        help="a named protocol (explicit options override its values): "
+        + ", ".join(registry)
+        + " (specssl.eval.protocols)",
+    )
+
+
 def preset_type(registry: dict[str, _Preset]):
     """argparse ``type=`` converter: a name of ``registry`` -> its preset; an unknown name is a
     one-line usage error listing the known ones."""
