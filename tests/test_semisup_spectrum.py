@@ -234,9 +234,9 @@ def test_imagenet_labelled_subsets_are_simclrs_shipped_image_lists():
 
     from specssl.eval.semisup import SIMCLR_SPLITS
 
-    listed = (SIMCLR_SPLITS / "imagenet_simclr_1pct.txt").read_text().split()
+    listed = (SIMCLR_SPLITS / "imagenet_1pct.txt").read_text().split()
     assert len(listed) == 12811 and len(set(listed)) == 12811
-    assert len((SIMCLR_SPLITS / "imagenet_simclr_10pct.txt").read_text().split()) == 128116
+    assert len((SIMCLR_SPLITS / "imagenet_10pct.txt").read_text().split()) == 128116
     # an ImageNet-like folder: every listed image plus others, in another order
     paths = [f"/in/train/{n.split('_')[0]}/{n}" for n in reversed(listed)]
     paths += [f"/in/train/n0/extra_{i}.JPEG" for i in range(50)]

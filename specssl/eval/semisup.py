@@ -169,15 +169,15 @@ def crop_flip_view(dataset: str) -> AugmentConfig:
     return base.replace(**_NO_COLOUR_OPS)
 
 
-SIMCLR_SPLITS = Path(__file__).resolve().parents[1] / "splits"
+SIMCLR_SPLITS = Path(__file__).resolve().parents[1] / "splits" / "simclr"
 
 
 def simclr_imagenet_split(train_set, percent: float) -> tuple[torch.Tensor, str]:
     """SimCLR's ImageNet 1% / 10% training image lists (12,811 / 128,116 file names, shipped as
-    ``specssl/splits/imagenet_simclr_<pct>pct.txt``; the lists of google-research/simclr, which
+    ``specssl/splits/simclr/imagenet_<pct>pct.txt``; the lists of google-research/simclr, which
     the INTL authors' ``evaluate.py`` reads from ``src/percent/``) as indices of ``train_set``.
     Any other percentage, or an image folder that is not ImageNet, needs ``--split-file``."""
-    path = SIMCLR_SPLITS / f"imagenet_simclr_{percent:g}pct.txt"
+    path = SIMCLR_SPLITS / f"imagenet_{percent:g}pct.txt"
     base = getattr(train_set, "base", None)
     if percent not in (1, 10) or base is None or not hasattr(base, "samples"):
         raise ValueError(
