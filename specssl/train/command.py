@@ -25,9 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume",
         nargs="?",
-        const="auto",
+        const="last",
         metavar="CKPT",
-        help="continue a run: from CKPT, or from the run's own last.ckpt when no path is given",
+        help="continue a run: from CKPT, or from the run's newest checkpoint when no path is "
+        "given (none found: an error)",
     )
     parser.add_argument(
         "--print-config", action="store_true", help="print the resolved config and exit"

@@ -23,6 +23,7 @@ from specssl.train.config import Config, ConfigError, save_config
 from specssl.train.csv_log import ResumableCSVLogger
 from specssl.train.datamodule import SSLDataModule
 from specssl.train.module import SSLModule
+from specssl.train.rundir import RunLock, check_resume_config, newest_checkpoint, record_changes
 
 
 @dataclass
@@ -54,12 +55,24 @@ def run_dir_of(cfg: Config) -> Path:
 
 
 def resolve_resume(cfg: Config, resume: str | None) -> str | None:
-    """``None`` | ``"auto"`` (the run's ``last.ckpt`` if present) | a checkpoint path."""
+    """The checkpoint to resume from.
+
+    ``None``: none. ``"auto"`` (sweeps): the run's newest complete checkpoint
+    (:func:`~specssl.train.rundir.newest_checkpoint`) if any, else start afresh. ``"last"``
+    (``specssl pretrain --resume``): the same, but no checkpoint is a one-line
+    :class:`ConfigError` naming where it looked. A path: that file.
+    """
     if resume is None:
         return None
-    if resume == "auto":
-        last = run_dir_of(cfg) / "checkpoints" / "last.ckpt"
-        return str(last) if last.is_file() else None
+    if resume in ("auto", "last"):
+        found = newest_checkpoint(run_dir_of(cfg))
+        if found is None and resume == "last":
+            where = run_dir_of(cfg) / "checkpoints"
+            raise ConfigError(
+                f"--resume: no checkpoint in {where} (looked for last.ckpt and epoch*.ckpt): "
+                "the run has not finished an epoch, or output_dir / run_name are not the run's"
+            )
+        return None if found is None else str(found)
     if not Path(resume).is_file():
         raise ConfigError(f"--resume: checkpoint not found: {resume}")
     return resume
@@ -82,8 +95,12 @@ def checkpoint_step(ckpt_path: str | None) -> int | None:
         return None
     import torch
 
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
-    return int(checkpoint["global_step"])
+    try:
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
+        return int(checkpoint["global_step"])
+    except Exception as err:  # truncated / corrupt / not a checkpoint: one line, not a traceback
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"--resume: checkpoint {ckpt_path} is unreadable ({reason})") from None
 
 
 def build_trainer(
@@ -151,7 +168,20 @@ def pretrain(
     warnings.filterwarnings("ignore", ".*sync_dist=True.*")  # monitors log from rank 0 only
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = run_dir_of(cfg)
+    with RunLock(run_dir):
+        return _pretrain_locked(cfg, run_dir, resume, logger, extra_callbacks)
+
+
+def _pretrain_locked(
+    cfg: Config,
+    run_dir: Path,
+    resume: str | None,
+    logger: bool,
+    extra_callbacks: list[L.Callback] | None,
+) -> PretrainResult:
     ckpt_path = resolve_resume(cfg, resume)
+    resume_step = checkpoint_step(ckpt_path)
+    changes = check_resume_config(cfg, run_dir, resume_step) if ckpt_path is not None else []
     if ckpt_path is not None:  # ResumableCSVLogger keeps the earlier rows
         warnings.filterwarnings("ignore", ".*Previous log files in this directory will be del.*")
     datamodule = SSLDataModule(cfg)
@@ -162,6 +192,7 @@ def pretrain(
         eval_transform=datamodule.eval_transform(),
     )
     save_config(cfg, run_dir / "config.yaml")
+    record_changes(run_dir, changes)
     mon = cfg.monitor
     knn = KNNMonitor(mon.knn_every, mon.knn_k, mon.knn_temperature, mon.knn_on_init)
     spectrum = SpectrumMonitor(
@@ -181,7 +212,7 @@ def pretrain(
     callbacks = [knn, spectrum, RNGStateCallback(), timer, checkpoint, *(extra_callbacks or [])]
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
-    trainer = build_trainer(cfg, run_dir, callbacks, logger, checkpoint_step(ckpt_path))
+    trainer = build_trainer(cfg, run_dir, callbacks, logger, resume_step)
     check_global_batch(cfg, trainer.world_size)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     wall = timer.time_elapsed("train")

@@ -1,0 +1,195 @@
+"""A run directory's integrity: one writer at a time, the newest checkpoint, honest resumes.
+
+* :class:`RunLock` — ``<run>/.lock`` holds the owner's pid, host and start time, created
+  atomically (``O_EXCL``); a second run on a directory in use stops with one line. A lock whose
+  pid is gone on this host is stale and taken over.
+* :func:`newest_checkpoint` — ``last.ckpt``, or, when that link is missing or dangling (a kill
+  between Lightning's removal of the old link and the new one), the newest complete
+  ``epoch*.ckpt``.
+* :func:`check_resume_config` — a resumed run must compute what the saved ``config.yaml``
+  says; only settings that cannot change the computation so far may differ, and those changes
+  are appended to ``<run>/config_changes.yaml`` with the step they took effect.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from specssl.train.config import Config, ConfigError
+
+#: Settings that may change when a run is resumed: how long it trains, where data and logs
+#: live, how it is launched. Everything else would make the saved config lie.
+RESUMABLE_CHANGES = {
+    ("trainer", "max_epochs"),
+    ("trainer", "max_steps"),
+    ("trainer", "max_time"),
+    ("trainer", "enable_progress_bar"),
+    ("trainer", "log_every_n_steps"),
+    ("trainer", "devices"),
+    ("trainer", "num_nodes"),
+    ("trainer", "accelerator"),
+    ("trainer", "strategy"),
+    ("data", "root"),
+    ("data", "download"),
+    ("data", "num_workers"),
+    ("monitor", "spectrum_plots"),
+    ("output_dir",),
+}
+
+
+def is_launcher_process() -> bool:
+    """The process a user started (rank 0 of node 0), not a DDP worker Lightning launched."""
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+class RunLock:
+    """Exclusive use of a run directory by one process (a context manager).
+
+    Raises :class:`ConfigError` (one line) when another live process holds it. DDP workers
+    launched by the owner do not lock (:func:`is_launcher_process`).
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / ".lock"
+        self.held = False
+
+    def acquire(self) -> None:
+        if not is_launcher_process():
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self._take_over_if_stale()
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(owner, f)
+            self.held = True
+            return
+        raise ConfigError(f"run directory {self.path.parent}: could not take its lock")
+
+    def _take_over_if_stale(self) -> None:
+        try:
+            other = json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            other = {}
+        pid, host = other.get("pid"), other.get("host")
+        here = socket.gethostname()
+        if host == here and isinstance(pid, int) and not _pid_alive(pid):
+            self.path.unlink(missing_ok=True)  # stale: its owner died without releasing it
+            return
+        if not other:  # being written right now by another process, or unreadable
+            time.sleep(0.2)
+            if self.path.exists():
+                other = {"pid": "?", "host": "?"}
+            else:
+                return
+        raise ConfigError(
+            f"run directory {self.path.parent} is in use by pid {other.get('pid')} on "
+            f"{other.get('host')} (lock {self.path}); choose another run_name, wait for it, "
+            "or delete the lock if that process is gone"
+        )
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def newest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint of a run: ``last.ckpt`` if it resolves, else the
+    ``epoch*.ckpt`` with the highest epoch (``*.tmp`` partial writes never count)."""
+    ckpts = Path(run_dir) / "checkpoints"
+    last = ckpts / "last.ckpt"
+    if last.is_file():
+        return last
+    epochs = sorted(ckpts.glob("epoch*.ckpt"), key=lambda p: (p.stat().st_mtime, p.name))
+    return epochs[-1] if epochs else None
+
+
+def _flatten(data: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    out: dict[tuple[str, ...], Any] = {}
+    for key, value in data.items():
+        path = (*prefix, key)
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, path))
+        else:
+            out[path] = value
+    return out
+
+
+def check_resume_config(cfg: Config, run_dir: Path, step: int) -> list[dict[str, Any]]:
+    """Compare ``cfg`` with the run's saved ``config.yaml`` before resuming at ``step``.
+
+    A change to any setting outside :data:`RESUMABLE_CHANGES` raises :class:`ConfigError`
+    naming the keys; allowed changes are returned (and appended to ``config_changes.yaml``
+    by :func:`record_changes`). No saved config: nothing to compare.
+    """
+    saved_path = Path(run_dir) / "config.yaml"
+    if not saved_path.is_file():
+        return []
+    saved = _flatten(yaml.safe_load(saved_path.read_text()) or {})
+    now = _flatten(json.loads(json.dumps(asdict(cfg), default=str)))
+    changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    forbidden = [k for k in changed if k not in RESUMABLE_CHANGES and k != ("run_name",)]
+    if forbidden:
+        names = ", ".join(
+            f"{'.'.join(k)} ({saved.get(k)!r} -> {now.get(k)!r})" for k in forbidden[:4]
+        )
+        more = f" and {len(forbidden) - 4} more" if len(forbidden) > 4 else ""
+        raise ConfigError(
+            f"--resume: {names}{more} differ from the run's saved config.yaml and cannot change "
+            "mid-run; resume with the saved values or start a new run_name"
+        )
+    return [
+        {"step": step, "key": ".".join(k), "old": saved.get(k), "new": now.get(k)}
+        for k in changed
+        if k in RESUMABLE_CHANGES
+    ]
+
+
+def record_changes(run_dir: Path, changes: list[dict[str, Any]]) -> None:
+    """Append resume-time changes to ``<run>/config_changes.yaml`` (the history behind the
+    current ``config.yaml``)."""
+    if not changes:
+        return
+    path = Path(run_dir) / "config_changes.yaml"
+    history = (yaml.safe_load(path.read_text()) or []) if path.is_file() else []
+    path.write_text(yaml.safe_dump(history + changes, sort_keys=False))
+
+
+__all__ = [
+    "RESUMABLE_CHANGES",
+    "RunLock",
+    "check_resume_config",
+    "is_launcher_process",
+    "newest_checkpoint",
+    "record_changes",
+]

@@ -1,0 +1,132 @@
+"""Run directories never lose or misreport work: resume finds the newest checkpoint or says so,
+a resume cannot silently change the config, and one process writes a run directory at a time."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from specssl.train.config import ConfigError, load_config
+from specssl.train.run import pretrain
+from specssl.train.rundir import RunLock
+
+TINY = [
+    "data.name=digits",
+    "data.batch_size=64",
+    "data.subset=256",
+    "data.val_subset=128",
+    "backbone.width=4",
+    "method.proj_hidden_dim=32",
+    "method.proj_output_dim=16",
+    "trainer.enable_progress_bar=false",
+    "trainer.max_epochs=1",
+    "monitor.knn_every=0",
+    "monitor.knn_on_init=false",
+    "monitor.spectrum_every=0",
+    "optim.warmup_epochs=0",
+]
+
+
+def tiny(tmp_path: Path, *extra: str):
+    return load_config(None, [*TINY, f"output_dir={tmp_path}", "run_name=run", *extra])
+
+
+def cli(tmp_path: Path, *args: str, wait: bool = True):
+    cmd = [sys.executable, "-m", "specssl", "pretrain", *args]
+    if wait:
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+
+
+def test_resume_without_any_checkpoint_is_one_line_naming_where_it_looked(tmp_path):
+    out = cli(tmp_path, *TINY, f"output_dir={tmp_path}", "run_name=typo", "--resume")
+    assert out.returncode == 2
+    assert "--resume: no checkpoint in" in out.stderr and "typo" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "typo" / "config.yaml").exists()
+
+
+def test_resume_finds_the_epoch_checkpoint_when_last_is_missing(tmp_path):
+    """A kill between Lightning's removal of the old ``last.ckpt`` link and the new one leaves
+    only ``epochNNNN.ckpt``: --resume continues from it instead of starting afresh."""
+    first = pretrain(tiny(tmp_path), logger=False)
+    assert first.steps == 4
+    ckpts = tmp_path / "run" / "checkpoints"
+    (ckpts / "last.ckpt").unlink()
+    assert [p.name for p in ckpts.glob("epoch*.ckpt")] == ["epoch0000.ckpt"]
+    resumed = pretrain(tiny(tmp_path, "trainer.max_epochs=2"), resume="last", logger=False)
+    assert resumed.steps == 8  # 4 more steps, not 8 from scratch
+    dangling = ckpts / "last.ckpt"
+    dangling.unlink()
+    dangling.symlink_to(ckpts / "gone.ckpt")
+    again = pretrain(tiny(tmp_path, "trainer.max_epochs=3"), resume="last", logger=False)
+    assert again.steps == 12
+
+
+def test_a_corrupt_checkpoint_on_resume_is_one_line(tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match=r"bad\.ckpt is unreadable") as err:
+        pretrain(tiny(tmp_path), resume=str(bad), logger=False)
+    assert "\n" not in str(err.value)
+
+
+def test_resume_with_a_changed_setting_stops_naming_it_and_records_allowed_changes(tmp_path):
+    pretrain(tiny(tmp_path), logger=False)
+    with pytest.raises(ConfigError, match=r"optim\.lr \(0\.3 -> 1000000\.0\)"):
+        pretrain(tiny(tmp_path, "optim.lr=1e6", "trainer.max_epochs=2"), resume="last")
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["optim"]["lr"] == 0.3  # config.yaml still says what ran
+    pretrain(tiny(tmp_path, "trainer.max_epochs=2"), resume="last", logger=False)
+    changes = yaml.safe_load((tmp_path / "run" / "config_changes.yaml").read_text())
+    assert changes == [{"step": 4, "key": "trainer.max_epochs", "old": 1, "new": 2}]
+    assert (
+        yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["trainer"]["max_epochs"] == 2
+    )
+
+
+def test_a_second_run_on_a_directory_in_use_stops_at_once(tmp_path):
+    args = [*TINY, f"output_dir={tmp_path}", "run_name=shared", "trainer.max_epochs=200"]
+    first = cli(tmp_path, *args, wait=False)
+    try:
+        lock = tmp_path / "shared" / ".lock"
+        deadline = time.time() + 120
+        while not lock.exists() and time.time() < deadline:
+            time.sleep(0.2)
+        assert lock.exists(), "the first run never took its lock"
+        assert json.loads(lock.read_text())["pid"] == first.pid
+        start = time.time()
+        second = cli(tmp_path, *args)
+        assert second.returncode == 2 and time.time() - start < 60
+        assert f"is in use by pid {first.pid} on {socket.gethostname()}" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        first.kill()
+        first.wait()
+    # the killed run left its lock behind: stale (its pid is gone), so the next run takes it
+    assert (tmp_path / "shared" / ".lock").exists()
+    third = cli(tmp_path, *[a for a in args if "max_epochs" not in a], "trainer.max_steps=1")
+    assert third.returncode == 0, third.stderr[-1500:]
+    assert not (tmp_path / "shared" / ".lock").exists()  # released at the end
+
+
+def test_lock_of_a_live_process_is_respected_and_a_dead_ones_taken_over(tmp_path):
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = tmp_path / ".lock"
+        lock.write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname()}))
+        with pytest.raises(ConfigError, match=f"in use by pid {sleeper.pid}"):
+            RunLock(tmp_path).acquire()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    with RunLock(tmp_path) as held:
+        assert held.held and json.loads(lock.read_text())["pid"] == os.getpid()
+    assert not lock.exists()
