@@ -130,3 +130,24 @@ def test_lock_of_a_live_process_is_respected_and_a_dead_ones_taken_over(tmp_path
     with RunLock(tmp_path) as held:
         assert held.held and json.loads(lock.read_text())["pid"] == os.getpid()
     assert not lock.exists()
+
+
+def test_an_integer_limit_train_batches_counts_batches(tmp_path):
+    cfg = tiny(tmp_path, "trainer.limit_train_batches=1", "trainer.max_epochs=2")
+    assert cfg.trainer.limit_train_batches == 1 and isinstance(cfg.trainer.limit_train_batches, int)
+    assert pretrain(cfg, logger=False).steps == 2  # one batch per epoch, not the whole epoch
+    assert tiny(tmp_path, "trainer.limit_train_batches=0.5").trainer.limit_train_batches == 0.5
+
+
+def test_batch_axis_whitening_wider_than_its_batch_warns_once(tmp_path):
+    import warnings
+
+    from specssl.train.module import SSLModule
+
+    wide = tiny(tmp_path, "method.loss={T: 4, axis: batch}", "method.proj_output_dim=128")
+    with pytest.warns(UserWarning, match=r"rank <= 63 < 128 by construction") as record:
+        SSLModule(wide, num_classes=10)
+    assert sum("by construction" in str(w.message) for w in record) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        SSLModule(tiny(tmp_path, "method.loss={T: 4, axis: channel}"), num_classes=10)

@@ -101,7 +101,7 @@ class TrainerConfig:
     sync_batchnorm: bool = True
     log_every_n_steps: int = 10
     gradient_clip_val: float | None = None
-    limit_train_batches: float = 1.0
+    limit_train_batches: int | float = 1.0  # an int counts batches, a float a fraction (Lightning)
     deterministic: bool = False
     enable_progress_bar: bool = True
 

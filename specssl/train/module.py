@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict
 
 import lightning as L
@@ -18,6 +19,24 @@ from specssl.train.optim import build_optimizer, lr_multipliers
 
 class TrainingDivergedError(RuntimeError):
     """Training produced a non-finite value; the message says which step, term and spectrum."""
+
+
+def warn_if_rank_deficient_by_construction(method: Method, batch: int) -> None:
+    """Warn (once per run) when a batch-axis whitening sees more channels than its rows allow:
+    a ``c x c`` covariance from ``n`` centred rows has rank <= ``n - 1``, so for ``c > n - 1``
+    its smallest eigenvalues are 0 and the condition indicator is 0 for every network."""
+    loss = getattr(method, "loss_fn", None)
+    if loss is None or getattr(loss, "axis", None) != "batch":
+        return
+    rows = getattr(loss, "w_size", None) or batch
+    channels = method.embedding_dim // max(1, getattr(loss, "groups", 1) or 1)
+    if channels > rows - 1:
+        warnings.warn(
+            f"{method.name}: batch-axis whitening of {channels} channels from {rows} rows: the "
+            f"covariance has rank <= {rows - 1} < {channels} by construction (its condition "
+            "indicator is 0 for any network); use the channel axis, more groups or more rows",
+            stacklevel=2,
+        )
 
 
 class SSLModule(L.LightningModule):
@@ -46,6 +65,7 @@ class SSLModule(L.LightningModule):
             zero_init_residual=cfg.backbone.zero_init_residual,
         )
         self.method: Method = build_method(backbone, cfg.method)
+        warn_if_rank_deficient_by_construction(self.method, cfg.data.batch_size)
         self.classifier = nn.Linear(backbone.out_dim, num_classes)
         self.augment = augment
         self.eval_transform = eval_transform
