@@ -151,3 +151,23 @@ def test_batch_axis_whitening_wider_than_its_batch_warns_once(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         SSLModule(tiny(tmp_path, "method.loss={T: 4, axis: channel}"), num_classes=10)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["method.loss={T: abc}"], "iteration number T must be a non-negative int, got 'abc'"),
+        (
+            ["method.name=cwrgp", "method.loss={groups: 3}"],
+            "groups=3 must be a positive divisor of the dimension d=16",
+        ),
+        (["method.name=cwrgp", "method.loss={w_size: 48}"], "w_size=48 must be >= 2 and divide"),
+        (["method.name=cwrgp", "method.loss={T: 4}"], "CWRGPLoss accepts: groups, w_size"),
+    ],
+)
+def test_bad_loss_values_are_one_line_before_the_first_step(tmp_path, overrides, message):
+    cfg = tiny(tmp_path, *overrides)
+    with pytest.raises(ConfigError, match=r"config key 'method\.loss'") as err:
+        pretrain(cfg, logger=False)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "run" / "checkpoints").exists()  # nothing trained

@@ -8,6 +8,7 @@ else (optimisers, schedules, logging, DDP) is the trainer's job.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -122,6 +123,12 @@ class Method(nn.Module):
         spectrum monitor), or ``None`` when the method has none."""
         return None
 
+    def check_loss(self, batch: int, n_views: int) -> None:
+        """Run the loss once on random embeddings of the training shapes (``n_views`` views of
+        ``(batch, d)``), so a bad ``method.loss`` value (a wrong type, groups that do not divide
+        ``d``, a sub-batch that does not divide the batch) is a one-line :class:`ConfigError`
+        before the first step. Methods whose loss takes other inputs skip it (default)."""
+
 
 def method_options(cfg: MethodConfig, method: str, defaults: dict[str, Any]) -> dict[str, Any]:
     """``defaults`` updated by ``cfg.options``; an unknown key is a one-line ConfigError."""
@@ -139,9 +146,10 @@ def build_loss(loss_cls: type[nn.Module], kwargs: dict, method: str) -> nn.Modul
     try:
         return loss_cls(**kwargs)
     except TypeError as err:
+        accepted = [n for n in inspect.signature(loss_cls).parameters if n != "self"]
         raise ConfigError(
             f"config key 'method.loss' for method {method!r}: {err} "
-            f"(accepted by {loss_cls.__name__})"
+            f"({loss_cls.__name__} accepts: {', '.join(accepted)})"
         ) from err
 
 
@@ -158,6 +166,24 @@ class SymmetricLossMethod(Method):
     def __init__(self, backbone: nn.Module, cfg: MethodConfig) -> None:
         super().__init__(backbone, cfg)
         self.loss_fn = build_loss(self.loss_cls, dict(cfg.loss), self.name)
+
+    def check_loss(self, batch: int, n_views: int) -> None:
+        gen = torch.Generator().manual_seed(0)
+        zs = [torch.randn(batch, self.embedding_dim, generator=gen) for _ in range(n_views)]
+        try:
+            with torch.no_grad():
+                value = self.loss_fn(zs)
+        except (ValueError, TypeError, RuntimeError) as err:
+            raise ConfigError(
+                f"config key 'method.loss' for method {self.name!r} "
+                f"({', '.join(f'{k}={v!r}' for k, v in self.cfg.loss.items()) or 'defaults'}): "
+                + (str(err).splitlines()[0] if str(err) else type(err).__name__)
+            ) from None
+        if not torch.isfinite(value):
+            raise ConfigError(
+                f"config key 'method.loss' for method {self.name!r}: the loss is not finite "
+                "on random embeddings of the training shapes"
+            )
 
     def forward(self, views: list[torch.Tensor]) -> MethodOutput:
         feats, z = self.embed(views)

@@ -191,6 +191,7 @@ def _pretrain_locked(
         augment=datamodule.train_augment(),
         eval_transform=datamodule.eval_transform(),
     )
+    module.method.check_loss(cfg.data.batch_size, len(datamodule.view_configs))
     save_config(cfg, run_dir / "config.yaml")
     record_changes(run_dir, changes)
     mon = cfg.monitor
