@@ -436,7 +436,7 @@ def _row_name(row: dict) -> str:
 
 def _cell(row: dict, key: str):
     if key == "method" and row.get("earlier_semantics"):
-        note = "ran with the defaults of before 2026-12-02 (docs/fidelity.md)"
+        note = "defaults before 2026-12-02: docs/fidelity.md"
         return {"name": _row_name(row), "note": note}
     if key == "method" and row.get("stale"):
         return {"name": _row_name(row), "note": "stale: its recipe changed since; rerun"}
