@@ -171,3 +171,27 @@ def test_bad_loss_values_are_one_line_before_the_first_step(tmp_path, overrides,
         pretrain(cfg, logger=False)
     assert message in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "run" / "checkpoints").exists()  # nothing trained
+
+
+def test_an_unknown_dataset_name_is_one_line_even_without_a_root(tmp_path):
+    with pytest.raises(ConfigError, match=r"config key 'data\.name': unknown dataset 'cifar11'"):
+        pretrain(tiny(tmp_path, "data.name=cifar11"), logger=False)
+
+
+def test_a_truncated_cifar_batch_is_one_line_naming_the_file(tmp_path):
+    import pickle
+
+    import numpy as np
+
+    folder = tmp_path / "data" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
+        batch = {"data": rng.integers(0, 255, (20, 3072), dtype=np.uint8), "labels": [0] * 20}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": ["x"] * 10}))
+    (folder / "data_batch_3").write_bytes((folder / "data_batch_3").read_bytes()[:500])
+    cfg = tiny(tmp_path, "data.name=cifar10", f"data.root={tmp_path / 'data'}", "data.subset=null")
+    with pytest.raises(ConfigError, match="data_batch_3") as err:
+        pretrain(cfg, logger=False)
+    assert "\n" not in str(err.value) and "cannot read 'cifar10'" in str(err.value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import lightning as L
 import torch
 from torch import nn
@@ -20,7 +22,7 @@ from specssl.data.augment import (
     multicrop_views,
     override_views,
 )
-from specssl.data.datasets import TensorImageDataset, build_dataset
+from specssl.data.datasets import DATASET_NAMES, TensorImageDataset, build_dataset
 from specssl.train.config import Config, ConfigError, DataConfig
 
 _IMAGENET_EVAL_RESIZE, _IMAGENET_CROP = 256, 224
@@ -81,6 +83,20 @@ def resolve_views(d: DataConfig) -> ViewsConfig:
     return views
 
 
+def _open_dataset(name: str, root: str | None, split: str, **kwargs) -> Dataset:
+    """:func:`build_dataset`, with unreadable data (a truncated or corrupt file, an archive
+    that cannot be downloaded) as a one-line :class:`ConfigError` naming the dataset."""
+    try:
+        return build_dataset(name, root, split, **kwargs)
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError, EOFError, pickle.UnpicklingError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(
+            f"data: cannot read {name!r} split {split!r} from {root}: {reason}"
+        ) from None
+
+
 class SSLDataModule(L.LightningDataModule):
     """Training views and evaluation data of ``cfg.data``.
 
@@ -95,6 +111,11 @@ class SSLDataModule(L.LightningDataModule):
         super().__init__()
         self.cfg, self.data = cfg, cfg.data
         d = cfg.data
+        if d.name not in DATASET_NAMES:
+            raise ConfigError(
+                f"config key 'data.name': unknown dataset {d.name!r}; choose one of "
+                f"{list(DATASET_NAMES)}"
+            )
         if d.name != "digits" and d.root is None:
             raise ConfigError(
                 f"config key 'data.root': dataset {d.name!r} needs a data directory "
@@ -104,15 +125,15 @@ class SSLDataModule(L.LightningDataModule):
         self.view_configs = self._views()
         self.on_device = d.augment_on_device and d.name != "imagefolder"
         train_tf = None if self.on_device else MultiViewTransform(self.view_configs)
-        self.train_set = build_dataset(
+        self.train_set = _open_dataset(
             d.name, d.root, d.train_split, subset=d.subset, transform=train_tf, **common
         )
         eval_tf = self._eval_image_transform()
-        self.val_set = build_dataset(
+        self.val_set = _open_dataset(
             d.name, d.root, d.val_split, subset=d.val_subset, transform=eval_tf, **common
         )
         bank_split = "train" if "unlabeled" in d.train_split else d.train_split
-        self.knn_set = build_dataset(
+        self.knn_set = _open_dataset(
             d.name,
             d.root,
             bank_split,
