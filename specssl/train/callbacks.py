@@ -13,6 +13,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from specssl.eval.knn import knn_accuracy
@@ -35,6 +36,27 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+
+
+class AtomicLastCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose ``last.ckpt`` link is replaced atomically.
+
+    Lightning removes the old link and then creates the new one, so a kill in between leaves
+    no ``last.ckpt``; here the new link is made under a temporary name and ``os.replace``-d over
+    the old one, so ``last.ckpt`` always exists once the first checkpoint has. (The previous
+    epoch file is removed before the link moves: in that instant the link dangles, and
+    :func:`specssl.train.rundir.newest_checkpoint` falls back to the newest epoch file.)
+    """
+
+    @staticmethod
+    def _link_checkpoint(trainer, filepath: str, linkpath: str) -> None:
+        if trainer.is_global_zero and os.path.abspath(filepath) != os.path.abspath(linkpath):
+            tmp = f"{linkpath}.tmp-link"
+            if os.path.lexists(tmp):
+                os.remove(tmp)
+            os.symlink(os.path.relpath(filepath, os.path.dirname(linkpath)), tmp)
+            os.replace(tmp, linkpath)
+        trainer.strategy.barrier()
 
 
 class RNGStateCallback(L.Callback):

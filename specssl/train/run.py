@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
+from lightning.pytorch.callbacks import LearningRateMonitor, Timer
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from specssl.train.callbacks import (
     AtomicCheckpointIO,
+    AtomicLastCheckpoint,
     KNNMonitor,
     RNGStateCallback,
     SpectrumMonitor,
@@ -23,7 +24,14 @@ from specssl.train.config import Config, ConfigError, save_config
 from specssl.train.csv_log import ResumableCSVLogger
 from specssl.train.datamodule import SSLDataModule
 from specssl.train.module import SSLModule
-from specssl.train.rundir import RunLock, check_resume_config, newest_checkpoint, record_changes
+from specssl.train.rundir import (
+    RunLock,
+    check_resume_config,
+    newest_checkpoint,
+    record_changes,
+    remove_partial_writes,
+    repair_last_link,
+)
 
 
 @dataclass
@@ -179,6 +187,7 @@ def _pretrain_locked(
     logger: bool,
     extra_callbacks: list[L.Callback] | None,
 ) -> PretrainResult:
+    remove_partial_writes(run_dir)
     ckpt_path = resolve_resume(cfg, resume)
     resume_step = checkpoint_step(ckpt_path)
     changes = check_resume_config(cfg, run_dir, resume_step) if ckpt_path is not None else []
@@ -199,7 +208,7 @@ def _pretrain_locked(
     spectrum = SpectrumMonitor(
         mon.spectrum_every, mon.spectrum_samples, run_dir / "spectrum", mon.spectrum_plots
     )
-    checkpoint = ModelCheckpoint(
+    checkpoint = AtomicLastCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="epoch{epoch:04d}",
         auto_insert_metric_name=False,
@@ -216,6 +225,8 @@ def _pretrain_locked(
     trainer = build_trainer(cfg, run_dir, callbacks, logger, resume_step)
     check_global_batch(cfg, trainer.world_size)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    if trainer.is_global_zero and (newest := newest_checkpoint(run_dir)) is not None:
+        repair_last_link(run_dir, newest)  # a resume with nothing left to train saves nothing
     wall = timer.time_elapsed("train")
     probe = {}
     if mon.online_probe:

@@ -134,6 +134,31 @@ def newest_checkpoint(run_dir: Path) -> Path | None:
     return epochs[-1] if epochs else None
 
 
+def remove_partial_writes(run_dir: Path) -> list[Path]:
+    """Delete ``*.tmp`` / ``*.tmp-link`` files in ``<run>/checkpoints``: partial writes of a
+    process that died (the caller holds the run's lock, so no live writer owns them)."""
+    ckpts = Path(run_dir) / "checkpoints"
+    stale = [p for p in ckpts.glob("*.tmp*") if p.is_file() or p.is_symlink()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def repair_last_link(run_dir: Path, found: Path) -> None:
+    """Point ``<run>/checkpoints/last.ckpt`` at ``found`` (atomically) when it is missing or
+    dangles, e.g. after a kill between an epoch file's removal and the link's update. Called
+    after training: before it, an existing ``last.ckpt`` would make Lightning write the next
+    one as ``last-v1.ckpt``."""
+    last = Path(run_dir) / "checkpoints" / "last.ckpt"
+    if last.is_file() or found.parent != last.parent:
+        return
+    tmp = last.with_name(last.name + ".tmp-link")
+    if os.path.lexists(tmp):
+        os.remove(tmp)
+    os.symlink(found.name, tmp)
+    os.replace(tmp, last)
+
+
 def _flatten(data: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
     out: dict[tuple[str, ...], Any] = {}
     for key, value in data.items():
@@ -192,4 +217,6 @@ __all__ = [
     "is_launcher_process",
     "newest_checkpoint",
     "record_changes",
+    "remove_partial_writes",
+    "repair_last_link",
 ]
