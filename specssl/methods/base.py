@@ -170,8 +170,8 @@ class SymmetricLossMethod(Method):
     def check_loss(self, batch: int, n_views: int) -> None:
         gen = torch.Generator().manual_seed(0)
         zs = [torch.randn(batch, self.embedding_dim, generator=gen) for _ in range(n_views)]
-        try:
-            with torch.no_grad():
+        try:  # own RNG state: the check must not shift the run's random stream
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
                 value = self.loss_fn(zs)
         except (ValueError, TypeError, RuntimeError) as err:
             raise ConfigError(
