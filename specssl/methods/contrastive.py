@@ -136,9 +136,10 @@ class MoCoV2(Method):
     @torch.no_grad()
     def keys(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
         """Target embeddings ``(m, d)`` of every view, batched as the online network's."""
-        return encode_views(self.target_backbone, self.target_projector, views, self.forward_mode)[
-            1
-        ]
+        _, embeddings = encode_views(
+            self.target_backbone, self.target_projector, views, self.forward_mode
+        )
+        return embeddings
 
     def forward(self, views: list[torch.Tensor]) -> MethodOutput:
         feats, z = self.embed(views)

@@ -53,9 +53,10 @@ class MomentumMethod(Method):
     def target_embed(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
         """Target projector embeddings ``(B_v, d)`` of every view (no gradient), batched for
         BatchNorm as the online network's (:attr:`forward_mode`)."""
-        return encode_views(self.target_backbone, self.target_projector, views, self.forward_mode)[
-            1
-        ]
+        _, embeddings = encode_views(
+            self.target_backbone, self.target_projector, views, self.forward_mode
+        )
+        return embeddings
 
     @torch.no_grad()
     def on_train_step_end(self, step: int, total_steps: int) -> None:
