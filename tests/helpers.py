@@ -6,6 +6,19 @@ import torch
 
 F64 = torch.float64
 
+#: A pretraining run of a few seconds on the built-in digits (tests add epochs and monitors).
+TINY_RUN = [
+    "data.name=digits",
+    "data.batch_size=64",
+    "data.subset=256",
+    "data.val_subset=128",
+    "backbone.width=4",
+    "method.proj_hidden_dim=32",
+    "method.proj_output_dim=16",
+    "trainer.enable_progress_bar=false",
+    "optim.warmup_epochs=0",
+]
+
 
 def make_views(
     n_views: int,

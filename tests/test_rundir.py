@@ -13,25 +13,18 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import TINY_RUN
 
 from specssl.train.config import ConfigError, load_config
 from specssl.train.run import pretrain
 from specssl.train.rundir import RunLock
 
 TINY = [
-    "data.name=digits",
-    "data.batch_size=64",
-    "data.subset=256",
-    "data.val_subset=128",
-    "backbone.width=4",
-    "method.proj_hidden_dim=32",
-    "method.proj_output_dim=16",
-    "trainer.enable_progress_bar=false",
+    *TINY_RUN,
     "trainer.max_epochs=1",
     "monitor.knn_every=0",
     "monitor.knn_on_init=false",
     "monitor.spectrum_every=0",
-    "optim.warmup_epochs=0",
 ]
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from helpers import TINY_RUN
 
 from specssl.train.config import ConfigError, load_config
 from specssl.train.module import TrainingDivergedError
@@ -15,20 +16,7 @@ from specssl.train.run import pretrain
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY = [
-    "data.name=digits",
-    "data.batch_size=64",
-    "data.subset=256",
-    "data.val_subset=128",
-    "backbone.width=4",
-    "method.proj_hidden_dim=32",
-    "method.proj_output_dim=16",
-    "trainer.enable_progress_bar=false",
-    "trainer.max_epochs=2",
-    "monitor.spectrum_samples=128",
-    "monitor.knn_k=[20,5]",
-    "optim.warmup_epochs=0",
-]
+TINY = [*TINY_RUN, "trainer.max_epochs=2", "monitor.spectrum_samples=128", "monitor.knn_k=[20,5]"]
 
 
 def tiny(tmp_path: Path, *extra: str):
