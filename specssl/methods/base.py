@@ -59,16 +59,20 @@ def encode_views(
 
     Returns per-view ``(B_v, feat_dim)`` features and ``(B_v, d)`` embeddings.
     """
-    sizes = [v.shape[0] for v in views]
-    if forward == "per_view":
-        feats = [backbone(v) for v in views]
-        return feats, [head(f) for f in feats]
     same_shape = all(v.shape[1:] == views[0].shape[1:] for v in views)
     if forward == "joint" and same_shape:
-        feats = list(backbone(torch.cat(views)).split(sizes))
+        feats = list(backbone(torch.cat(views)).split([v.shape[0] for v in views]))
     else:  # per view, or multi-crop views of different resolutions
         feats = [backbone(v) for v in views]
-    return feats, list(head(torch.cat(feats)).split(sizes))
+    return feats, head_on_views(head, feats, forward)
+
+
+def head_on_views(head: nn.Module, xs: list[torch.Tensor], forward: str) -> list[torch.Tensor]:
+    """``head`` on every view's ``(B_v, k)`` input: per view when ``forward`` is
+    ``"per_view"``, else once on all views together."""
+    if forward == "per_view":
+        return [head(x) for x in xs]
+    return list(head(torch.cat(xs)).split([x.shape[0] for x in xs]))
 
 
 class Method(nn.Module):
@@ -100,11 +104,9 @@ class Method(nn.Module):
         return encode_views(self.backbone, self.projector, views, self.forward_mode)
 
     def apply_head(self, head: nn.Module, xs: list[torch.Tensor]) -> list[torch.Tensor]:
-        """``head`` on every view's ``(B_v, k)`` input: per view when :attr:`forward_mode` is
-        ``"per_view"``, else once on all views together (predictors follow the projector)."""
-        if self.forward_mode == "per_view":
-            return [head(x) for x in xs]
-        return list(head(torch.cat(xs)).split([x.shape[0] for x in xs]))
+        """:func:`head_on_views` with this method's :attr:`forward_mode` (predictors follow the
+        projector)."""
+        return head_on_views(head, xs, self.forward_mode)
 
     def on_train_step_end(self, step: int, total_steps: int) -> None:
         """Hook after each optimiser step (momentum methods update their target here)."""

@@ -96,12 +96,12 @@ def random_group_whiten(
     lead = z.shape[:-2] if per_problem else torch.Size()
     perm = random_channel_permutations(lead, d, z.device, generator)
     inverse = perm.argsort(dim=-1)
-    index = perm.unsqueeze(-2).expand(z.shape) if perm.dim() > 1 else None
-    permuted = z.gather(-1, index) if index is not None else z[..., perm]
-    out = whiten(permuted, method, axis, groups=groups, **kwargs)
-    if index is None:
-        return out[..., inverse]
-    return out.gather(-1, inverse.unsqueeze(-2).expand(out.shape))
+
+    def per_row(index: torch.Tensor) -> torch.Tensor:  # (*lead, d) or (d,) -> z's shape
+        return index.expand(*z.shape[:-2], d).unsqueeze(-2).expand(z.shape)
+
+    out = whiten(z.gather(-1, per_row(perm)), method, axis, groups=groups, **kwargs)
+    return out.gather(-1, per_row(inverse))
 
 
 def sub_batch_whiten(

@@ -18,6 +18,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from specssl.eval.knn import knn_accuracy
 from specssl.spectral import condition_indicator, effective_rank, spectrum, stable_rank
+from specssl.train.rundir import replace_link
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -51,11 +52,7 @@ class AtomicLastCheckpoint(ModelCheckpoint):
     @staticmethod
     def _link_checkpoint(trainer, filepath: str, linkpath: str) -> None:
         if trainer.is_global_zero and os.path.abspath(filepath) != os.path.abspath(linkpath):
-            tmp = f"{linkpath}.tmp-link"
-            if os.path.lexists(tmp):
-                os.remove(tmp)
-            os.symlink(os.path.relpath(filepath, os.path.dirname(linkpath)), tmp)
-            os.replace(tmp, linkpath)
+            replace_link(os.path.relpath(filepath, os.path.dirname(linkpath)), linkpath)
         trainer.strategy.barrier()
 
 

@@ -152,11 +152,17 @@ def repair_last_link(run_dir: Path, found: Path) -> None:
     last = Path(run_dir) / "checkpoints" / "last.ckpt"
     if last.is_file() or found.parent != last.parent:
         return
-    tmp = last.with_name(last.name + ".tmp-link")
+    replace_link(found.name, last)
+
+
+def replace_link(target: str, link: Path | str) -> None:
+    """Make ``link`` a symlink to ``target`` atomically: the new link is created under a
+    temporary name and ``os.replace``-d over the old one (no instant without ``link``)."""
+    tmp = f"{link}.tmp-link"
     if os.path.lexists(tmp):
         os.remove(tmp)
-    os.symlink(found.name, tmp)
-    os.replace(tmp, last)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
 
 
 def _flatten(data: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
@@ -219,4 +225,5 @@ __all__ = [
     "record_changes",
     "remove_partial_writes",
     "repair_last_link",
+    "replace_link",
 ]
