@@ -341,3 +341,129 @@ def test_float32_collapsed_embedding_very_large_T_stays_finite_and_bounded(T, ge
     assert bool(torch.isfinite(out).all())
     oc = out - out.mean(0)
     assert float(torch.linalg.eigvalsh(oc.T @ oc / 31).max()) <= 1.5
+
+
+# ------------------------------------------------------------- plain iteration (Eqn. 3 as is)
+
+
+@pytest.mark.parametrize("axis", AXES)
+@pytest.mark.parametrize("T", [0, 1, 3, 6])
+@pytest.mark.parametrize("use_gram", [None, False, True])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_plain_iteration_matches_eigh_reference(
+    axis, T, use_gram, groups, gen, make_axis_embedding
+):
+    """``iteration="plain"`` in float64 equals the eigendecomposition reference
+    ``Z_c U f_T(Λ_N) U^T / sqrt(tr Σ)`` (Theorem 1) on a cond-~1e3 spectrum for T <= 6.
+
+    Not at T = 10: there the plain form's error on these inputs has already grown to 8e-7 in
+    float64 (the coupled form: < 1e-10, test_theorem_1_spectrum) — the start of the breakdown
+    that test_plain_breakdown_is_reported_not_hidden follows to NaN."""
+    m, d = (12, 8) if axis == "batch" else (5, 16)
+    z = make_axis_embedding(m, d, spectra_for(axis, groups, gen), axis)
+    out = iternorm(z, T, axis, groups=groups, use_gram=use_gram, iteration="plain")
+    assert out.dtype == torch.float64
+    want = numpy_iternorm(z.numpy(), T, axis, groups)
+    np.testing.assert_allclose(out.numpy(), want, rtol=0, atol=1e-10)
+    coupled = iternorm(z, T, axis, groups=groups, use_gram=use_gram)
+    torch.testing.assert_close(out, coupled, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("T", [1, 2, 4, 8])
+def test_plain_iteration_equals_authors_transcription(T, gen):
+    """Same as the independent transcription of the authors' Whitening2dIterNorm (channel)."""
+    from specssl.reference.authors import authors_iternorm_channel
+
+    z = torch.randn(8, 32, generator=gen, dtype=torch.float64)
+    got = iternorm(z, T, "channel", iteration="plain")
+    torch.testing.assert_close(got, authors_iternorm_channel(z, T), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("T", [0, 1, 4, 7])
+def test_plain_newton_schulz_inverse_sqrt_is_eqn_3(T, gen):
+    a = torch.randn(10, 4, generator=gen, dtype=torch.float64)
+    s_n = a.T @ a / (a.T @ a).trace()
+    p = torch.eye(4, dtype=torch.float64)
+    for _ in range(T):
+        p = 1.5 * p - 0.5 * torch.linalg.matrix_power(p, 3) @ s_n
+    got = newton_schulz_inverse_sqrt(s_n, T, "plain")
+    torch.testing.assert_close(got, p, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("axis", AXES)
+@pytest.mark.parametrize("use_gram", [False, True])
+def test_plain_iternorm_gradcheck(axis, use_gram, gen):
+    z = torch.randn(6, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda t: iternorm(t, 5, axis, use_gram=use_gram, iteration="plain"), (z,)
+    )
+
+
+def test_unknown_iteration_is_rejected():
+    z = torch.randn(6, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="iteration must be one of"):
+        iternorm(z, 3, iteration="uncoupled")
+    with pytest.raises(ValueError, match="iteration must be one of"):
+        newton_schulz_inverse_sqrt(torch.eye(3), 2, "newton")
+
+
+def test_plain_breakdown_is_reported_not_hidden(ill_conditioned):
+    """The unstable reference breaks down on the cond-1e6 float32 input, and the breakdown
+    reaches the caller. Measured max relative spectrum error on this input, float32: <= 1.2e-5
+    up to T = 8, 6e-4 at T = 9, 0.32 at T = 10, 6.7e3 at T = 11 (the paper's "NaN for
+    T >= 11"), non-finite output from T = 15. float64 (same input): 1.4e-6 (the float32
+    rounding of the input) up to T = 12, 0.058 at T = 13, 1e5 at T = 14, overflow later. It
+    stays float32 (no upcast, unlike the coupled form's T >= 11). Nothing raises, nothing is
+    clamped. The coupled form on the same input stays finite (test_float32_large_T_is_stable).
+    """
+    z, lam = ill_conditioned
+    assert relative_spectrum_error(iternorm(z, 4, iteration="plain"), lam, 4) < 3e-5
+    late = iternorm(z, 11, iteration="plain")
+    assert late.dtype == torch.float32
+    assert not bool(torch.isfinite(late).all()) or relative_spectrum_error(late, lam, 11) > 1.0
+    assert not bool(torch.isfinite(iternorm(z, 20, iteration="plain")).all())
+    z64 = z.double()
+    assert relative_spectrum_error(iternorm(z64, 11, iteration="plain"), lam, 11) < 1e-4
+    assert relative_spectrum_error(iternorm(z64, 14, iteration="plain"), lam, 14) > 1.0
+    assert not bool(torch.isfinite(iternorm(z64, 40, iteration="plain")).all())
+    # The gradient of the broken-down output is non-finite too, and returned as such.
+    zg = z.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(iternorm(zg, 20, iteration="plain").sum(), zg)
+    assert not bool(torch.isfinite(grad).all())
+
+
+def test_losses_thread_the_iteration_option(gen):
+    """``INTLLoss(iteration=...)`` / ``IterNormLoss`` use the chosen form; the recipe override
+    ``method.loss.iteration=plain`` reaches the loss (method.loss is passed as kwargs)."""
+    from specssl.losses import INTLLoss, IterNormLoss
+    from specssl.methods import build_method
+    from specssl.models import build_backbone
+    from specssl.train.config import ConfigError, load_config
+
+    z1, z2 = (torch.randn(16, 32, generator=gen, dtype=torch.float64) for _ in range(2))
+    plain = INTLLoss(T=4, beta=0.05, iteration="plain")
+    assert plain.iteration == "plain" and "iteration=plain" in repr(plain)
+    torch.testing.assert_close(plain(z1, z2), INTLLoss(T=4, beta=0.05)(z1, z2), rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        IterNormLoss(T=3, iteration="plain").whiten(z1),
+        iternorm(z1, 3, "channel", iteration="plain"),
+        rtol=0,
+        atol=0,
+    )
+    with pytest.raises(ValueError, match="iteration must be one of"):
+        INTLLoss(iteration="bogus")
+    for name in ("intl", "iternorm"):
+        cfg = load_config(
+            None,
+            [
+                f"method.name={name}",
+                "method.proj_hidden_dim=16",
+                "method.proj_output_dim=8",
+                "method.loss.iteration=plain",
+            ],
+        )
+        method = build_method(build_backbone("resnet18", width=4), cfg.method)
+        assert method.loss_fn.iteration == "plain"
+    cfg = load_config(None, ["method.name=intl", "method.loss.iteration=bogus"])
+    with pytest.raises((ConfigError, ValueError), match="iteration"):
+        build_method(build_backbone("resnet18", width=4), cfg.method)

@@ -11,6 +11,7 @@ from torch import nn
 from specssl.losses._views import mean_pairwise_normalized_mse, normalized_mse, parse_views
 from specssl.spectral import covariance_diagonal, iternorm
 from specssl.spectral._common import Axis, check_axis, compute_dtype, full_precision
+from specssl.spectral.iternorm import Iteration, check_iteration
 
 
 def default_trace_weight(n: int) -> float:
@@ -57,6 +58,10 @@ class INTLLoss(nn.Module):
         axis: ``"channel"`` (authors' code, default) or ``"batch"`` (paper's text).
         groups: channel groups whitened independently (default 1).
         pairing: ``"anchor"`` or ``"all_pairs"`` (above).
+        iteration: how Eqn. 3 is evaluated, ``"coupled"`` (default, stable) or ``"plain"``
+            (the authors' uncoupled form, the unstable reference of the paper's Fig. 3(d));
+            see :func:`specssl.spectral.iternorm`. From the command line:
+            ``method.loss.iteration=plain``.
 
     Call as ``loss(z1, z2)`` or ``loss([z1, z2, ...])`` with views ``(m, d)``. Returns a
     float32 (float64 for float64 input) scalar. ``last_terms`` holds the detached
@@ -70,14 +75,17 @@ class INTLLoss(nn.Module):
         axis: Axis = "channel",
         groups: int = 1,
         pairing: str = "anchor",
+        iteration: Iteration = "coupled",
     ) -> None:
         super().__init__()
         check_axis(axis)
+        check_iteration(iteration)
         if beta is not None and beta < 0:
             raise ValueError(f"trace-loss weight beta must be >= 0, got {beta}")
         if pairing not in PAIRINGS:
             raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
         self.T, self.beta, self.axis, self.groups, self.pairing = T, beta, axis, groups, pairing
+        self.iteration = iteration
         self.last_terms: dict[str, torch.Tensor] = {}
         self._warned_zero_beta = False
 
@@ -102,7 +110,12 @@ class INTLLoss(nn.Module):
         """``IterNorm_T(z)`` in float32/64 (upcast first: the spectral op computes in full
         precision anyway and then keeps it)."""
         return iternorm(
-            z.to(compute_dtype(z)), self.T, self.axis, groups=self.groups, check_finite=False
+            z.to(compute_dtype(z)),
+            self.T,
+            self.axis,
+            groups=self.groups,
+            check_finite=False,
+            iteration=self.iteration,
         )
 
     def trace_loss(self, zhat: torch.Tensor) -> torch.Tensor:
@@ -148,7 +161,7 @@ class INTLLoss(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"T={self.T}, beta={self.beta}, axis={self.axis}, groups={self.groups}, "
-            f"pairing={self.pairing}"
+            f"pairing={self.pairing}, iteration={self.iteration}"
         )
 
 
@@ -160,6 +173,13 @@ class IterNormLoss(INTLLoss):
     """
 
     def __init__(
-        self, T: int = 4, axis: Axis = "channel", groups: int = 1, pairing: str = "anchor"
+        self,
+        T: int = 4,
+        axis: Axis = "channel",
+        groups: int = 1,
+        pairing: str = "anchor",
+        iteration: Iteration = "coupled",
     ) -> None:
-        super().__init__(T=T, beta=0.0, axis=axis, groups=groups, pairing=pairing)
+        super().__init__(
+            T=T, beta=0.0, axis=axis, groups=groups, pairing=pairing, iteration=iteration
+        )

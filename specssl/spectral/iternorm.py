@@ -23,6 +23,17 @@ for which ``Z_k = P_k`` and ``Y_k = Σ_N P_k`` exactly, but whose iteration map 
 idempotent Fréchet derivative at the fixed point, so rounding errors are not amplified
 (Higham, Thm. 6.9). It costs the same three matrix products per step.
 
+The plain (uncoupled) form is kept as an explicit option, ``iteration="plain"``: Eqn. 3
+evaluated as the INTL authors' ``Whitening2dIterNorm`` does, ``P_k = 3/2 P_{k-1} - 1/2
+P_{k-1}^3 Σ_N``, in the input's precision (float32 stays float32 for every T, no upcast). It
+is the *unstable reference* that reproduces the paper's Figure 3(d): on an ill-conditioned
+Σ_N the error of ``P_T`` stays at rounding level for the first steps, then grows
+geometrically once the slow eigenvalues have converged and the non-commuting rounding error
+takes over, and the output becomes Inf/NaN a few steps later. The breakdown is *not*
+hidden: no clamping, no fallback, NaN/Inf propagate to the caller (and to the loss, where the
+trainer reports the run as diverged). ``experiments/fig3d_iternorm_divergence.py`` measures
+where it happens (docs/results/fig3d_iternorm_divergence/).
+
 Push-through: ``P_T`` is a polynomial in ``Σ_N = Z_c^T Z_c / ((n-1) tr Σ)``, hence
 ``Z_c P_T(Z_c^T Z_c α) = P_T(Z_c Z_c^T α) Z_c``. When the covariance side ``c`` exceeds the
 number of observations ``n`` the iteration runs on the ``n x n`` Gram matrix instead
@@ -36,6 +47,8 @@ against the eigendecomposition path.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
 from specssl.spectral._common import (
@@ -45,8 +58,19 @@ from specssl.spectral._common import (
     should_use_gram,
 )
 
-#: Iteration count from which float32 inputs are whitened in float64 (see :func:`iternorm`).
+#: Iteration count from which float32 inputs are whitened in float64 by the coupled form
+#: (see :func:`iternorm`; the plain form never upcasts).
 FLOAT64_FROM_T = 11
+
+Iteration = Literal["coupled", "plain"]
+#: The two evaluations of Eqn. 3: the stable default and the authors' unstable reference.
+ITERATIONS: tuple[str, ...] = ("coupled", "plain")
+
+
+def check_iteration(iteration: str) -> None:
+    """Raise ``ValueError`` unless ``iteration`` is one of :data:`ITERATIONS`."""
+    if iteration not in ITERATIONS:
+        raise ValueError(f"iteration must be one of {ITERATIONS}, got {iteration!r}")
 
 
 def _check_T(T: int) -> None:
@@ -100,17 +124,40 @@ def _coupled_newton_schulz(a_n: torch.Tensor, T: int) -> torch.Tensor:
     return z_k
 
 
-def newton_schulz_inverse_sqrt(a_n: torch.Tensor, T: int) -> torch.Tensor:
+def _plain_newton(a_n: torch.Tensor, T: int) -> torch.Tensor:
+    """Plain (uncoupled) Eqn. 3 on ``a_n: (b, k, k)`` for ``T >= 1``; returns ``P_T``.
+
+    ``P_0 = I``, ``P_k = 3/2 P_{k-1} - 1/2 P_{k-1}^3 Σ_N``, with the product ordered as the INTL
+    authors' ``Whitening2dIterNorm`` orders it (cube first, then ``Σ_N`` on the right; one
+    fused ``baddbmm``). ``P_1 = 3/2 I - 1/2 Σ_N`` needs no product; each later step three, so
+    ``3T - 3`` in all, like the coupled form. Numerically unstable for large ``T`` on an
+    ill-conditioned ``Σ_N`` (module docstring); nothing here guards against that.
+    """
+    eye = torch.eye(a_n.shape[-1], dtype=a_n.dtype, device=a_n.device).expand_as(a_n)
+    p_k = 1.5 * eye - 0.5 * a_n
+    for _ in range(2, T + 1):
+        cube = p_k @ p_k @ p_k
+        p_k = torch.baddbmm(p_k, cube, a_n, beta=1.5, alpha=-0.5)
+    return p_k
+
+
+def newton_schulz_inverse_sqrt(
+    a_n: torch.Tensor, T: int, iteration: Iteration = "coupled"
+) -> torch.Tensor:
     """``P_T`` of Eqn. 3 for a trace-normalised symmetric PSD ``a_n: (..., k, k)``.
 
-    Coupled Newton–Schulz form (see module docstring); ``P_T -> a_n^{-1/2}`` on the range of
-    ``a_n`` as ``T`` grows. Returns ``(..., k, k)``.
+    ``iteration="coupled"`` (default): the coupled Newton–Schulz form; ``"plain"``: Eqn. 3 as
+    written (the authors' evaluation, unstable for large ``T``; see module docstring). Both
+    give ``P_T -> a_n^{-1/2}`` on the range of ``a_n`` as ``T`` grows in exact arithmetic.
+    Computed in ``a_n``'s dtype. Returns ``(..., k, k)``.
     """
     _check_T(T)
+    check_iteration(iteration)
     k = a_n.shape[-1]
     if T == 0:
         return torch.eye(k, dtype=a_n.dtype, device=a_n.device).expand_as(a_n).clone()
-    return _coupled_newton_schulz(a_n.reshape(-1, k, k), T).view_as(a_n)
+    step = _coupled_newton_schulz if iteration == "coupled" else _plain_newton
+    return step(a_n.reshape(-1, k, k), T).view_as(a_n)
 
 
 def iternorm(
@@ -122,6 +169,7 @@ def iternorm(
     use_gram: bool | None = None,
     check_finite: bool = True,
     centre: bool = True,
+    iteration: Iteration = "coupled",
 ) -> torch.Tensor:
     """IterNorm whitening by ``T`` Newton steps (INTL paper Eqn. 3, Theorem 1).
 
@@ -140,16 +188,22 @@ def iternorm(
         centre: centre each group over its observations first (default). ``False`` uses the
             input as already centred (its second moments as the covariance), for callers that
             centre once before grouping.
+        iteration: ``"coupled"`` (default, stable Newton–Schulz) or ``"plain"`` (Eqn. 3 as
+            the authors evaluate it: the unstable reference of Figure 3(d), computed in the
+            input's precision for every ``T`` and left to overflow to Inf/NaN when it breaks
+            down; see the module docstring).
 
     Returns:
         ``Ẑ`` with ``z``'s shape and dtype; its covariance (divisor ``n - 1``) has eigenvalues
         ``h_T(λ_i / tr Σ)``. Computed in float32 (float64 for float64 input), autocast off.
 
-    Large T: for ``T >= 11`` (:data:`FLOAT64_FROM_T`) a float32 input is whitened in
-    float64. A rank-deficient Σ has zero eigenvalues that rounding turns into ``±eps``; for
+    Large T: for ``T >= 11`` (:data:`FLOAT64_FROM_T`) the coupled form whitens a float32 input
+    in float64. A rank-deficient Σ has zero eigenvalues that rounding turns into ``±eps``; for
     ``x < 0`` the scalar iterate ``f_T(x)`` grows without bound, by ~1.5x per step until
     ``|x| f^2 ~ 1``, so in float32 (``eps ~ 1e-7``) a collapsed embedding blows up near
     T = 25-30. In float64 the same needs ``T > ~45``. T <= 10 (the paper uses 4) stays float32.
+    The plain form never upcasts: it reproduces the authors' float32 computation, breakdown
+    included.
 
     Edge cases: a rank-deficient Σ (``d > m`` on the batch axis, duplicated channels) is fine —
     zero eigenvalues stay zero (``h_T(0) = 0``). A numerically constant group (complete
@@ -157,13 +211,14 @@ def iternorm(
     channel axis only; the batch axis raises ``ValueError``.
     """
     _check_T(T)
+    check_iteration(iteration)
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        if T >= FLOAT64_FROM_T and x.dtype == torch.float32:
+        if iteration == "coupled" and T >= FLOAT64_FROM_T and x.dtype == torch.float32:
             x = x.double()  # see "Large T" in the docstring
         gram_side = should_use_gram(x, use_gram)
         xc, s, trace, zero = centred_moments(x, gram_side, centre)
-        p_t = newton_schulz_inverse_sqrt(s / trace[..., None, None], T)
+        p_t = newton_schulz_inverse_sqrt(s / trace[..., None, None], T, iteration)
         # 1 / sqrt(tr Σ) and the zero-group mask go into the small k x k factor, not the output.
         scale = torch.where(zero[..., 0, 0], torch.zeros_like(trace), trace.rsqrt())
         p_t = p_t * scale[..., None, None]
