@@ -11,7 +11,8 @@ and which carries ``num_classes``, ``classes``, ``targets`` (int64, ``-1`` = unl
   official archive with torchvision (which does check md5) when the folder is missing.
 * ``stl10``: torchvision's ``STL10`` (md5-checked, downloads on request); its in-memory array is
   exposed without copying as a :class:`TensorImageDataset`.
-* ``imagefolder``: torchvision's ``ImageFolder`` on ``root/<split>``; images decode on access.
+* ``imagefolder``: torchvision's ``ImageFolder`` on ``root/<split>``; images decode on access,
+  and empty or undecodable files never stop a run (:mod:`specssl.data.imagefolder`).
 * ``digits``: scikit-learn's bundled 8x8 digits (no download), turned into CIFAR-like
   ``(N, 3, 32, 32)`` uint8 images; the library's offline default.
 
@@ -23,7 +24,8 @@ transform is given: the fast path where whole batches are augmented on the train
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -350,8 +352,23 @@ def _resolve_cifar_folder(root: Path, name: str, download: bool) -> Path:
 
     fetch = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
     parent.mkdir(parents=True, exist_ok=True)
-    fetch(str(parent), train=True, download=True)
+    with _download_errors(name, parent, folder):
+        fetch(str(parent), train=True, download=True)
     return folder
+
+
+@contextmanager
+def _download_errors(name: str, parent: Path, folder: Path) -> Iterator[None]:
+    """A failed download (no network, proxy, HTTP error) as one ``OSError`` line that says
+    where to put the data by hand, instead of urllib's traceback."""
+    try:
+        yield
+    except OSError as err:  # urllib.error.URLError and socket errors are OSErrors
+        reason = getattr(err, "reason", None) or err.strerror or str(err).splitlines()[0]
+        raise OSError(
+            f"download of {name} into {parent} failed ({type(err).__name__}: {reason}); "
+            f"without a network, put the extracted {folder.name} folder there by hand"
+        ) from None
 
 
 def read_cifar(
@@ -521,7 +538,8 @@ def _build_stl10(
             f"stl10 not found: expected folder {folder}; use download=True to fetch it into {root}"
         )
     try:
-        base = STL10(str(root), split=split, download=download)
+        with _download_errors("stl10", root, folder):
+            base = STL10(str(root), split=split, download=download)
     except RuntimeError as e:  # torchvision's "Dataset not found or corrupted"
         raise ValueError(f"stl10 folder {folder} is incomplete or corrupt: {e}") from e
     images = torch.from_numpy(base.data)
@@ -530,8 +548,10 @@ def _build_stl10(
     return TensorImageDataset(images, labels, transform, classes=classes, num_classes=10)
 
 
-def _build_imagefolder(root: Path, split: str, transform: Callable | None) -> IndexedImageDataset:
-    from torchvision.datasets import ImageFolder
+def _build_imagefolder(
+    root: Path, split: str, transform: Callable | None, validate: bool = False
+) -> IndexedImageDataset:
+    from specssl.data.imagefolder import SafeImageFolder
 
     folder = root / split
     if split == "test" and not folder.is_dir():
@@ -542,7 +562,7 @@ def _build_imagefolder(root: Path, split: str, transform: Callable | None) -> In
             + (f" (or {root / 'val'})" if split == "test" else "")
             + " with one sub-folder per class"
         )
-    base = ImageFolder(str(folder), transform=transform)
+    base = SafeImageFolder(folder, transform=transform, validate=validate)
     return IndexedImageDataset(base, base.targets, base.classes)
 
 
@@ -555,6 +575,7 @@ def build_dataset(
     subset: int | None = None,
     seed: int = 0,
     transform: Callable | None = None,
+    validate_images: bool = False,
 ) -> TensorImageDataset | IndexedImageDataset:
     """Build a dataset by name.
 
@@ -572,6 +593,9 @@ def build_dataset(
         seed: seed of the subset draw (the digits train/test split itself is fixed).
         transform: applied to each image: a uint8 ``(3, H, W)`` tensor for in-memory datasets,
             a PIL image for imagefolder. ``None`` returns those as they are.
+        validate_images: imagefolder only: decode every image now and leave out those that
+            fail (:class:`specssl.data.imagefolder.SafeImageFolder`; empty files are always
+            left out, and a file that fails when drawn is skipped with a warning).
 
     Returns:
         A :class:`TensorImageDataset` (cifar10, cifar100, stl10, digits) or an
@@ -595,7 +619,7 @@ def build_dataset(
         dataset = _build_stl10(path, split, download, transform)
     elif name == "imagefolder":
         assert path is not None
-        dataset = _build_imagefolder(path, split, transform)
+        dataset = _build_imagefolder(path, split, transform, validate_images)
     else:
         images, labels = load_digits_tensors()
         idx = _digits_split_indices(labels, split)

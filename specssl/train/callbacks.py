@@ -32,11 +32,30 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            torch.save(checkpoint, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as fh:
+                torch.save(checkpoint, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except (OSError, RuntimeError) as err:  # ENOSPC, EDQUOT, EIO; torch wraps some
+            tmp.unlink(missing_ok=True)
+            raise CheckpointWriteError(path, err) from err
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, quota, I/O error). The partial file is
+    removed; the previous checkpoint is untouched. ``str(err)`` is one line."""
+
+    def __init__(self, path: Path, cause: BaseException) -> None:
+        reason = getattr(cause, "strerror", None) or str(cause).splitlines()[0] or repr(cause)
+        super().__init__(
+            f"cannot write checkpoint {path}: {reason}; the partial file was removed and the "
+            "previous checkpoint is intact (free space, then resume with --resume)"
+        )
+        self.path, self.cause = path, cause
+
+
 
 
 class AtomicLastCheckpoint(ModelCheckpoint):

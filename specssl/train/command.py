@@ -31,7 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "given (none found: an error)",
     )
     parser.add_argument(
-        "--print-config", action="store_true", help="print the resolved config and exit"
+        "--print-config",
+        action="store_true",
+        help="check the resolved config as a run would (data, method, loss) and print it",
     )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
 
@@ -45,17 +47,19 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config or default_config_path(), args.overrides)
     except ConfigError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
-    if args.print_config:
-        print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
-        return 0
+    from specssl.train.callbacks import CheckpointWriteError
     from specssl.train.module import TrainingDivergedError
-    from specssl.train.run import format_summary, pretrain
+    from specssl.train.run import build_run, format_summary, pretrain
 
     try:
+        if args.print_config:  # validate what a run would, then print
+            build_run(cfg)
+            print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+            return 0
         result = pretrain(cfg, resume=args.resume)
     except (ConfigError, FileNotFoundError) as err:
         raise argparse.ArgumentTypeError(str(err).splitlines()[0]) from None
-    except TrainingDivergedError as err:
+    except (TrainingDivergedError, CheckpointWriteError) as err:
         print(f"specssl pretrain: {err}", file=sys.stderr)
         return 1
     if result.extra.get("global_rank", 0) == 0:  # under DDP every rank returns here

@@ -25,6 +25,9 @@ class DataConfig:
     name: str = "digits"  # cifar10 | cifar100 | stl10 | imagefolder | digits
     root: str | None = None  # dataset directory (not needed for digits)
     download: bool = False  # download when the data is missing (needs a network)
+    # imagefolder: decode every image before training and leave out those that fail (empty
+    # files are always left out; a file failing mid-epoch is skipped with a warning)
+    validate_images: bool = False
     train_split: str = "train"  # stl10: "train+unlabeled" for pretraining
     val_split: str = "test"
     subset: int | None = None  # pretrain on this many training images (seeded)
@@ -50,10 +53,15 @@ class DataConfig:
 
 @dataclass
 class BackboneConfig:
+    # resnet18 | resnet34 | resnet50 (specssl's ResNets), timm:<model> (any timm model, e.g.
+    # timm:vit_small_patch16_224), tv:<model> (a torchvision classification model), or a preset
+    # of specssl.models.BACKBONE_PRESETS (e.g. vit_tiny_patch4_32: a ViT for 32x32 images)
     name: str = "resnet18"
-    cifar_stem: bool = True
-    width: int = 64  # base width: 64 = standard ResNet; 16/32 for CPU-scale runs
-    zero_init_residual: bool = False
+    cifar_stem: bool = True  # specssl ResNets only (ignored by timm / torchvision models)
+    # ResNets: base width (64 = standard; 16/32 for CPU-scale runs); timm ViTs: per-head width
+    # (embed_dim = num_heads x width; 64 = the model as timm defines it); others: 64 only
+    width: int = 64
+    zero_init_residual: bool = False  # specssl ResNets only
 
 
 @dataclass
@@ -81,6 +89,12 @@ class OptimConfig:
     warmup_epochs: float = 2.0
     min_lr_ratio: float = 0.0
     exclude_bias_and_norm: bool = False  # no weight decay on biases and norm layers
+    # With exclude_bias_and_norm: no weight decay either on what a module's no_weight_decay()
+    # names (timm ViTs: pos_embed, cls_token, reg_token, dist_token)
+    exclude_tokens: bool = True
+    # Weight decay cosine from weight_decay (step 0) to this value (last step), e.g. DINO's
+    # 0.04 -> 0.4; null = constant weight_decay
+    final_weight_decay: float | None = None
     lars_eta: float = 0.02  # LARS trust coefficient
     lars_clip_lr: bool = False  # LARS step min(trust, lr) instead of lr * trust (solo-learn)
     classifier_lr: float = 0.1  # online linear probe (own param group, no weight decay)
@@ -142,6 +156,9 @@ def _one_line(err: OmegaConfBaseException) -> str:
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Defaults <- YAML recipe at ``path`` <- ``["a.b=value", ...]`` overrides -> :class:`Config`.
 
+    An override ``method.name=<other>`` that switches the recipe's method also drops the
+    recipe's ``method.loss`` and ``method.options`` (they are the recipe method's own).
+
     Raises :class:`ConfigError` (one line, naming the key or file) on unknown keys, wrong types,
     a missing or unparsable file, or a malformed override.
     """
@@ -159,7 +176,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             ) from err
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {path} must contain a mapping at the top level")
-        layers.append(OmegaConf.create(raw))
+        layers.append(OmegaConf.create(_without_other_methods_keys(raw, overrides or [])))
     for item in overrides or []:
         if "=" not in item or item.startswith("="):
             raise ConfigError(f"override {item!r} must look like key.subkey=value")
@@ -174,6 +191,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return cfg
 
 
+#: Keys of a recipe's ``method`` section that belong to its method alone.
+METHOD_SPECIFIC_KEYS = ("loss", "options")
+
+
+def _without_other_methods_keys(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """The recipe ``raw`` without its ``method.loss`` / ``method.options`` when an override
+    switches ``method.name`` to another method: those keys are the recipe method's (e.g. INTL's
+    ``T``), so the new method starts from its own defaults, and only the user's own
+    ``method.loss...`` overrides apply to it."""
+    method = raw.get("method")
+    names = [item.split("=", 1)[1].strip() for item in overrides if item.startswith("method.name=")]
+    if not isinstance(method, dict) or not names or names[-1] == method.get("name"):
+        return raw
+    kept = {k: v for k, v in method.items() if k not in METHOD_SPECIFIC_KEYS}
+    return {**raw, "method": kept}
+
+
 def validate(cfg: Config) -> None:
     """Range checks that types alone cannot express; one-line :class:`ConfigError`."""
     checks = [
@@ -184,6 +218,11 @@ def validate(cfg: Config) -> None:
         (cfg.method.proj_output_dim >= 1, "method.proj_output_dim", "must be >= 1"),
         (cfg.optim.lr > 0, "optim.lr", "must be > 0"),
         (cfg.optim.weight_decay >= 0, "optim.weight_decay", "must be >= 0"),
+        (
+            cfg.optim.final_weight_decay is None or cfg.optim.final_weight_decay >= 0,
+            "optim.final_weight_decay",
+            "must be >= 0 (or null)",
+        ),
         (cfg.optim.warmup_epochs >= 0, "optim.warmup_epochs", "must be >= 0"),
         (
             cfg.trainer.max_epochs >= 1 or cfg.trainer.max_steps > 0,

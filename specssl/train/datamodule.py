@@ -121,7 +121,7 @@ class SSLDataModule(L.LightningDataModule):
                 f"config key 'data.root': dataset {d.name!r} needs a data directory "
                 "(data.root=/path/to/data, with data.download=true to fetch it)"
             )
-        common = {"download": d.download, "seed": cfg.seed}
+        common = {"download": d.download, "seed": cfg.seed, "validate_images": d.validate_images}
         self.view_configs = self._views()
         self.on_device = d.augment_on_device and d.name != "imagefolder"
         train_tf = None if self.on_device else MultiViewTransform(self.view_configs)

@@ -18,7 +18,53 @@ from specssl.train.optim import build_optimizer, lr_multipliers
 
 
 class TrainingDivergedError(RuntimeError):
-    """Training produced a non-finite value; the message says which step, term and spectrum."""
+    """Training produced a non-finite value.
+
+    Attributes: ``step`` and ``epoch`` where it happened, ``stage`` (the first non-finite
+    tensor of the step: ``"input"``, ``"backbone output"``, ``"embedding"``, a loss term's name
+    or ``"loss"``), ``last_finite_spectrum`` (summary of the last finite embedding and its
+    step, empty if none) and ``checkpoint`` (the last good checkpoint, set by
+    :func:`specssl.train.run.pretrain`; ``None`` when there is none). ``str(err)`` is the
+    one-paragraph diagnosis.
+    """
+
+    def __init__(
+        self,
+        step: int,
+        epoch: int,
+        stage: str,
+        detail: str,
+        last_finite_spectrum: str = "",
+        bad_weights: str = "",
+    ) -> None:
+        self.step, self.epoch, self.stage, self.detail = step, epoch, stage, detail
+        self.last_finite_spectrum, self.bad_weights = last_finite_spectrum, bad_weights
+        self.checkpoint_note = ""
+        self.checkpoint: str | None = None
+        super().__init__(self._message())
+
+    def with_checkpoint(self, path: str | None, note: str) -> TrainingDivergedError:
+        """The same error, its message ending with what :func:`last_good_checkpoint` found."""
+        self.checkpoint, self.checkpoint_note = path, note
+        self.args = (self._message(),)
+        return self
+
+    def _message(self) -> str:
+        parts = [
+            f"training diverged at step {self.step} (epoch {self.epoch}): the first non-finite "
+            f"tensor is the {self.stage} ({self.detail})"
+        ]
+        if self.bad_weights:
+            parts.append(f"non-finite weights: {self.bad_weights}")
+        parts.append(
+            f"last finite embedding: {self.last_finite_spectrum}"
+            if self.last_finite_spectrum
+            else "no finite embedding was seen in this run segment"
+        )
+        if self.checkpoint_note:
+            parts.append(self.checkpoint_note)
+        parts.append("try a lower optim.lr, trainer.gradient_clip_val, or full precision")
+        return "; ".join(parts) + "."
 
 
 def warn_if_rank_deficient_by_construction(method: Method, batch: int) -> None:
@@ -70,6 +116,13 @@ class SSLModule(L.LightningModule):
         self.augment = augment
         self.eval_transform = eval_transform
         self.num_classes = num_classes
+        self._stage_outputs: dict[str, list[torch.Tensor]] = {}
+        self._last_finite: tuple[int, torch.Tensor] | None = None
+        self._last_loss: torch.Tensor | None = None
+        backbone.register_forward_hook(self._trace_stage("backbone output"))
+        projector = getattr(self.method, "projector", None)
+        if isinstance(projector, nn.Module):
+            projector.register_forward_hook(self._trace_stage("embedding"))
 
     @property
     def backbone(self) -> nn.Module:
@@ -87,13 +140,17 @@ class SSLModule(L.LightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, labels = batch
         views = self.views_of(images)
+        self._stage_outputs.clear()
         try:
             out = self.method(views)
         except ValueError as err:  # a spectral op met a non-finite embedding
             if "non-finite" in str(err):
-                raise TrainingDivergedError(self._diagnosis("embedding", None, str(err))) from err
+                raise self._diverged(views, None, str(err).splitlines()[0]) from err
             raise
-        self._check_finite(out)
+        self._check_finite(views, out)
+        self._stage_outputs.clear()
+        self._last_finite = (self.global_step, out.embeddings[0].detach())
+        self._last_loss = out.loss.detach()
         logits = self.classifier(out.features[0].detach())
         labeled = labels >= 0  # stl10's unlabeled images carry label -1
         if bool(labeled.any()):
@@ -116,26 +173,62 @@ class SSLModule(L.LightningModule):
     def on_before_optimizer_step(self, optimizer) -> None:
         self.method.on_before_optimizer_step(self.current_epoch, self.global_step)
 
-    def _check_finite(self, out: MethodOutput) -> None:
+    def _check_finite(self, views: list[torch.Tensor], out: MethodOutput) -> None:
         if torch.isfinite(out.loss):
             return
-        bad = [k for k, v in out.terms.items() if not torch.isfinite(v).all()]
-        term = ", ".join(bad) if bad else "the total loss"
-        raise TrainingDivergedError(self._diagnosis(term, out.embeddings[0], "loss is not finite"))
+        raise self._diverged(views, out, "the loss is not finite")
 
-    def _diagnosis(self, term: str, z: torch.Tensor | None, detail: str) -> str:
-        where = f"step {self.global_step} (epoch {self.current_epoch})"
-        spectrum = "unavailable"
-        if z is not None and bool(torch.isfinite(z).all()):
-            s = spectral_summary(z.float())
-            spectrum = ", ".join(f"{k}={v:.3g}" for k, v in s.items())
-        elif z is not None:
-            spectrum = f"embedding itself non-finite ({int((~torch.isfinite(z)).sum())} entries)"
-        return (
-            f"training diverged at {where}: {detail} (term: {term}); embedding spectrum: "
-            f"{spectrum}. The last good checkpoint is kept; try a lower optim.lr, "
-            "trainer.gradient_clip_val, or full precision."
+    def _trace_stage(self, stage: str):
+        """Forward hook keeping ``stage``'s outputs of this step (detached references, no copy
+        and no device sync), so a divergence can name the first non-finite one."""
+
+        def hook(module: nn.Module, args, output) -> None:
+            if module.training and torch.is_grad_enabled() and isinstance(output, torch.Tensor):
+                self._stage_outputs.setdefault(stage, []).append(output.detach())
+
+        return hook
+
+    def _diverged(
+        self, views: list[torch.Tensor], out: MethodOutput | None, detail: str
+    ) -> TrainingDivergedError:
+        """The diagnosis of a non-finite step: the first non-finite tensor in the order the
+        step computes them (input views, backbone output, embedding, each loss term, the
+        total loss), the parameters that are non-finite, and the spectrum of the last finite
+        embedding of this run segment."""
+        stages: list[tuple[str, list[torch.Tensor]]] = [
+            ("input", list(views)),
+            ("backbone output", self._stage_outputs.get("backbone output", [])),
+            ("embedding", self._stage_outputs.get("embedding", [])),
+        ]
+        if out is not None:
+            stages += [(f"loss term {k!r}", [v]) for k, v in out.terms.items()]
+            stages.append(("loss", [out.loss]))
+        stage, count = "loss", 0
+        for name, tensors in stages:
+            count = sum(int((~torch.isfinite(t)).sum()) for t in tensors)
+            if count:
+                stage = name
+                break
+        if count:
+            detail = f"{count} non-finite entries; {detail}"
+        bad = [n for n, p in self.named_parameters() if not bool(torch.isfinite(p).all())]
+        bad_weights = ""
+        if bad:
+            bad_weights = f"{len(bad)} parameter tensors, first {bad[0]}"
+        spectrum = ""
+        if self._last_finite is not None:
+            step, z = self._last_finite
+            s = spectral_summary(z.float(), self.method.spectral_axis)
+            spectrum = f"step {step}, " + ", ".join(f"{k}={v:.3g}" for k, v in s.items())
+        return TrainingDivergedError(
+            self.global_step, self.current_epoch, stage, detail, spectrum, bad_weights
         )
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Store the last training loss, so a checkpoint's health can be judged without
+        running it (:func:`specssl.train.rundir.last_good_checkpoint`)."""
+        loss = self._last_loss
+        checkpoint["specssl_train_loss"] = None if loss is None else float(loss)
 
     # --------------------------------------------------------------- validation
     def features(self, images: torch.Tensor) -> torch.Tensor:

@@ -23,10 +23,13 @@ from specssl.train.callbacks import (
 from specssl.train.config import Config, ConfigError, save_config
 from specssl.train.csv_log import ResumableCSVLogger
 from specssl.train.datamodule import SSLDataModule
-from specssl.train.module import SSLModule
+from specssl.train.module import SSLModule, TrainingDivergedError
 from specssl.train.rundir import (
     RunLock,
+    check_disk_space,
     check_resume_config,
+    checkpoint_bytes_estimate,
+    last_good_checkpoint,
     newest_checkpoint,
     record_changes,
     remove_partial_writes,
@@ -193,14 +196,9 @@ def _pretrain_locked(
     changes = check_resume_config(cfg, run_dir, resume_step) if ckpt_path is not None else []
     if ckpt_path is not None:  # ResumableCSVLogger keeps the earlier rows
         warnings.filterwarnings("ignore", ".*Previous log files in this directory will be del.*")
-    datamodule = SSLDataModule(cfg)
-    module = SSLModule(
-        cfg,
-        datamodule.num_classes,
-        augment=datamodule.train_augment(),
-        eval_transform=datamodule.eval_transform(),
-    )
-    module.method.check_loss(cfg.data.batch_size, len(datamodule.view_configs))
+    datamodule, module = build_run(cfg)
+    states = 2 if cfg.optim.name == "adamw" else 1
+    check_disk_space(run_dir, checkpoint_bytes_estimate(module, states))
     save_config(cfg, run_dir / "config.yaml")
     record_changes(run_dir, changes)
     mon = cfg.monitor
@@ -224,7 +222,11 @@ def _pretrain_locked(
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     trainer = build_trainer(cfg, run_dir, callbacks, logger, resume_step)
     check_global_batch(cfg, trainer.world_size)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except TrainingDivergedError as err:
+        found, note = last_good_checkpoint(run_dir)
+        raise err.with_checkpoint(None if found is None else str(found), note) from None
     if trainer.is_global_zero and (newest := newest_checkpoint(run_dir)) is not None:
         repair_last_link(run_dir, newest)  # a resume with nothing left to train saves nothing
     wall = timer.time_elapsed("train")
@@ -252,6 +254,23 @@ def _pretrain_locked(
     if trainer.is_global_zero:
         (run_dir / "results.json").write_text(json.dumps(result.to_json(), indent=2))
     return result
+
+
+def build_run(cfg: Config) -> tuple[SSLDataModule, SSLModule]:
+    """The data and the module of ``cfg``, with everything checkable checked: dataset name and
+    files, views, backbone, method and its options, and the loss built and run once on random
+    embeddings of the training shapes. Raises a one-line :class:`ConfigError` (or
+    ``FileNotFoundError``) on the first problem; used by :func:`pretrain` and by
+    ``specssl pretrain --print-config``."""
+    datamodule = SSLDataModule(cfg)
+    module = SSLModule(
+        cfg,
+        datamodule.num_classes,
+        augment=datamodule.train_augment(),
+        eval_transform=datamodule.eval_transform(),
+    )
+    module.method.check_loss(cfg.data.batch_size, len(datamodule.view_configs))
+    return datamodule, module
 
 
 def check_global_batch(cfg: Config, world_size: int) -> None:
@@ -289,4 +308,11 @@ def format_summary(result: PretrainResult) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["PretrainResult", "format_summary", "pretrain", "resolve_resume", "run_dir_of"]
+__all__ = [
+    "PretrainResult",
+    "build_run",
+    "format_summary",
+    "pretrain",
+    "resolve_resume",
+    "run_dir_of",
+]

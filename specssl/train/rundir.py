@@ -134,6 +134,89 @@ def newest_checkpoint(run_dir: Path) -> Path | None:
     return epochs[-1] if epochs else None
 
 
+def checkpoint_health(path: Path) -> tuple[bool, str]:
+    """Whether the checkpoint at ``path`` is good — readable, every floating-point tensor of
+    its ``state_dict`` finite, and the training loss it recorded finite — and a short reason.
+
+    Checkpoints written before the loss was recorded (no ``specssl_train_loss``) are judged on
+    their weights alone, which the reason says. The file is memory-mapped; tensors are read
+    once each to test them.
+    """
+    import math
+
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        state = ckpt["state_dict"]
+    except Exception as err:  # truncated, corrupt, not a Lightning checkpoint
+        return False, f"unreadable ({type(err).__name__})"
+    largest, bad = 0.0, []
+    for name, tensor in state.items():
+        if not (isinstance(tensor, torch.Tensor) and tensor.is_floating_point()):
+            continue
+        if tensor.numel() and not bool(torch.isfinite(tensor).all()):
+            bad.append(name)
+        elif tensor.numel():
+            largest = max(largest, float(tensor.abs().max()))
+    step = ckpt.get("global_step")
+    if bad:
+        return False, f"step {step}: {len(bad)} non-finite weight tensors (first {bad[0]})"
+    loss = ckpt.get("specssl_train_loss", "unrecorded")
+    if loss is None or (isinstance(loss, float) and not math.isfinite(loss)):
+        return False, f"step {step}: training loss {loss} not finite"
+    loss_text = "loss not recorded" if loss == "unrecorded" else f"loss {loss:.4g}"
+    return True, f"step {step}, finite weights (largest |w| {largest:.3g}), {loss_text}"
+
+
+def last_good_checkpoint(run_dir: Path) -> tuple[Path | None, str]:
+    """The newest checkpoint of the run that :func:`checkpoint_health` calls good, and one
+    sentence saying so (or why there is none), for a divergence diagnosis."""
+    ckpts = Path(run_dir) / "checkpoints"
+    newest = newest_checkpoint(run_dir)
+    candidates = [newest] if newest is not None else []
+    candidates += sorted(ckpts.glob("epoch*.ckpt"), key=lambda p: p.stat().st_mtime)[::-1]
+    seen: set[Path] = set()
+    rejected = []
+    for path in candidates:
+        real = path.resolve()
+        if real in seen:
+            continue
+        seen.add(real)
+        good, reason = checkpoint_health(real)
+        if good:
+            return path, f"last good checkpoint: {path} ({reason})"
+        rejected.append(f"{real.name}: {reason}")
+    if not rejected:
+        return None, "no checkpoint was written before the divergence"
+    return None, "no good checkpoint (" + "; ".join(rejected) + ")"
+
+
+def checkpoint_bytes_estimate(module: Any, optimizer_states: int = 2) -> int:
+    """Bytes a checkpoint of ``module`` needs: its parameters and buffers, plus
+    ``optimizer_states`` same-sized states per parameter (Adam: 2; SGD/LARS momentum: 1),
+    plus 10% for the rest."""
+    params = sum(p.numel() * p.element_size() for p in module.parameters())
+    buffers = sum(b.numel() * b.element_size() for b in module.buffers())
+    return int(1.1 * (params * (1 + optimizer_states) + buffers))
+
+
+def check_disk_space(run_dir: Path, needed: int) -> None:
+    """One-line :class:`ConfigError` before the first step when the file system of
+    ``run_dir`` has less free space than two checkpoints of ``needed`` bytes (the new one is
+    written beside the old one, then renamed over it)."""
+    import shutil
+
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(run_dir).free
+    if free < 2 * needed:
+        raise ConfigError(
+            f"disk: {free / 2**20:.1f} MiB free in {run_dir}, but checkpoints need about "
+            f"{2 * needed / 2**20:.1f} MiB (two of {needed / 2**20:.1f} MiB: the new one is "
+            "written beside the old one); free space or set output_dir elsewhere"
+        )
+
+
 def remove_partial_writes(run_dir: Path) -> list[Path]:
     """Delete ``*.tmp`` / ``*.tmp-link`` files in ``<run>/checkpoints``: partial writes of a
     process that died (the caller holds the run's lock, so no live writer owns them)."""
