@@ -12,10 +12,13 @@ Numerical stability (why T = 30 works here while the paper saw NaN for T >= 11)
 --------------------------------------------------------------------------------
 Eqn. 3 as written is the *uncoupled* Newton iteration. In exact arithmetic every ``P_k`` is a
 polynomial in ``Σ_N`` and commutes with it, but in floating point each step leaves a small
-non-commuting error, and the uncoupled map amplifies such errors by factors that grow like
-``sqrt(λ_i / λ_j)`` for ill-conditioned Σ (Higham, *Functions of Matrices*, Sec. 6.4 and 7.3).
-After enough steps the error dominates and the iterate diverges — the NaN of the paper's
-Figure 3(d). We run the algebraically identical *coupled* Newton–Schulz form
+non-commuting error, and the uncoupled map amplifies such errors: linearised at its fixed
+point ``Σ_N^{-1/2}``, it multiplies the ``(i, j)`` eigenbasis component of an error by
+``1 - (r + r^2) / 2`` with ``r = sqrt(λ_j / λ_i)``, which exceeds 1 in magnitude as soon as
+``λ_j / λ_i > 2.44`` and reaches ``(κ + sqrt κ) / 2 - 1`` for condition number ``κ`` (Higham,
+*Functions of Matrices*, Sec. 6.4 and 7.3, for the analogous square-root iteration). After
+enough steps the error dominates and the iterate diverges — the NaN of the paper's Figure 3(d).
+We run the algebraically identical *coupled* Newton–Schulz form
 
     Y_0 = Σ_N, Z_0 = I,   M_k = ½ (3 I - Z_{k-1} Y_{k-1}),   Y_k = Y_{k-1} M_k,   Z_k = M_k Z_{k-1}
 
