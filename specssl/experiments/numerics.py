@@ -160,15 +160,15 @@ def write_records(
     meta: dict[str, Any],
     records: list[dict[str, Any]],
     csv_rows: list[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
-    """``<out>/records.json`` (``{"meta": ..., "records": [...]}``) and ``records.csv``.
-
-    The CSV has ``csv_rows`` (default: the records' scalar fields), one row each."""
+    """``<out>/records.json`` (``{"meta": ..., "records": [...], **extra}``) and
+    ``records.csv`` with ``csv_rows`` (default: the records' scalar fields), one row each."""
     import csv
 
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "records.json"
-    path.write_text(json.dumps({"meta": meta, "records": records}) + "\n")
+    path.write_text(json.dumps({"meta": meta, "records": records, **(extra or {})}) + "\n")
     rows = records if csv_rows is None else csv_rows
     keys: list[str] = []
     for r in rows:
@@ -180,9 +180,14 @@ def write_records(
     return path
 
 
+def read_json(out_dir: Path) -> dict[str, Any]:
+    """The whole ``records.json`` that :func:`write_records` wrote."""
+    return json.loads((Path(out_dir) / "records.json").read_text())
+
+
 def read_records(out_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The ``(meta, records)`` that :func:`write_records` wrote."""
-    data = json.loads((Path(out_dir) / "records.json").read_text())
+    data = read_json(out_dir)
     return data["meta"], data["records"]
 
 
