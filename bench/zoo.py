@@ -217,18 +217,27 @@ def evaluate(module: SSLModule, datamodule: SSLDataModule, args) -> dict[str, fl
 @torch.no_grad()
 def embedding_spectrum(module: SSLModule, features: torch.Tensor) -> dict[str, float]:
     """Spectrum of the embedding ``Z = projector(features)`` of all training images
-    (un-augmented, eval mode): condition indicator λ_min/λ_max, normalized stable rank and
-    effective rank of its ``d × d`` covariance (50k samples, so full rank is possible)."""
-    from specssl.spectral import spectral_summary
+    (un-augmented, eval mode) and of the ``features``, by
+    :func:`specssl.spectral.embedding_spectra` (the function of the spectrum monitor and
+    ``specssl spectrum``): ``z_condition`` is the full-spectrum λ_min/λ_max of the ``d × d``
+    covariance (the column's meaning since it was added; with 50k samples the rank bound
+    ``min(d, n - 1)`` is ``d``, so it equals the rank-aware condition indicator), normalized
+    stable rank and effective rank of Z; RankMe, NESum and α-ReQ of Z and of the features."""
+    from specssl.spectral import embedding_spectra
 
     with eval_mode(module):
         z = torch.cat([module.method.projector(f) for f in features.split(4096)])
-    summary = spectral_summary(z.double())
-    return {
-        "z_condition": summary["condition_indicator"],
-        "z_stable_rank": summary["stable_rank"],
-        "z_effective_rank": summary["effective_rank"],
+    m = embedding_spectra(z.double(), features=features.double()).metrics
+    out = {
+        "z_condition": m["z/condition_indicator_raw"],
+        "z_stable_rank": m["z/stable_rank"],
+        "z_effective_rank": m["z/effective_rank"],
     }
+    for which in ("z", "features"):
+        for name in ("rankme", "nesum", "alpha_req"):
+            if f"{which}/{name}" in m:
+                out[f"{which}_{name}"] = m[f"{which}/{name}"]
+    return out
 
 
 def load_trained(cfg: Config, datamodule: SSLDataModule) -> SSLModule | None:
@@ -313,11 +322,22 @@ def train_once(cfg: Config) -> dict:
         "images_per_s": result.get("images_per_s", nan),
         "steps": result["steps"],
         "online_probe_top1": probe.get("val/probe_top1", nan),
-        "monitor_z_condition": spectrum.get("z/condition_indicator", nan),
+        # The monitor's full-spectrum λmin/λmax (``*_raw``; runs from before the rank-aware
+        # metrics stored it as ``condition_indicator``); its Z stable rank is normalized by
+        # min(d, n - 1) in both.
+        "monitor_z_condition": _raw_condition(spectrum, "z"),
         "monitor_z_stable_rank": spectrum.get("z/stable_rank", nan),
-        "monitor_zhat_condition": spectrum.get("zhat/condition_indicator", nan),
+        "monitor_zhat_condition": _raw_condition(spectrum, "zhat"),
         "loss_finite": True,
     }
+
+
+def _raw_condition(spectrum: dict, which: str) -> float:
+    """The full-spectrum λmin/λmax of a run's final spectrum-monitor snapshot."""
+    nan = float("nan")
+    return spectrum.get(
+        f"{which}/condition_indicator_raw", spectrum.get(f"{which}/condition_indicator", nan)
+    )
 
 
 def run_method(method: str, args: argparse.Namespace) -> dict:

@@ -391,8 +391,12 @@ def test_spectrum_eigenvalues_are_those_of_the_embedding_covariance(runs, report
     assert (view["zhat_axis"], view["zhat_chunk"], view["zhat_chunks"]) == (axis, 64, 2)
     assert zhat.shape == (64,)
     np.testing.assert_allclose(zhat[:8], zhat_ref[:8], rtol=1e-5)
-    assert m["zhat/condition_indicator"] == pytest.approx(zhat[-1] / zhat[0], rel=1e-12)
-    # m x m covariance from d = 16 channels: rank <= d - 1, the normalized stable rank's cap.
+    # m x m covariance from d = 16 channels: rank <= d - 1 (the rank bound), the condition
+    # indicator's last eigenvalue and the normalized stable rank's cap; the 64 - 15 eigenvalues
+    # past it are 0 by shape (the full-spectrum ratio, ``condition_indicator_raw``).
+    assert m["zhat/rank_bound"] == D - 1
+    assert m["zhat/condition_indicator"] == pytest.approx(zhat[D - 2] / zhat[0], rel=1e-12)
+    assert m["zhat/condition_indicator_raw"] == pytest.approx(zhat[-1] / zhat[0], abs=1e-12)
     assert m["zhat/stable_rank"] == pytest.approx(zhat.sum() / zhat[0] / (D - 1), rel=1e-9)
 
 

@@ -1,4 +1,5 @@
-"""Spectrum metrics: spectrum, condition indicator, stable rank, effective rank, summary."""
+"""Spectrum metrics: spectrum, rank bounds, condition indicator (rank-aware and raw), stable
+rank, effective rank, summary."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ import torch
 from specssl.spectral import (
     condition_indicator,
     effective_rank,
+    iternorm,
+    rank_bound,
     spectral_summary,
     spectrum,
+    spectrum_metrics,
     stable_rank,
     zca_whiten,
 )
@@ -123,6 +127,71 @@ def test_metric_gradients_match_finite_differences():
         assert torch.autograd.gradcheck(fn, (evals,))
 
 
+@pytest.mark.parametrize(
+    ("m", "d", "axis", "groups", "sub_batches", "want"),
+    [
+        (512, 128, "batch", 1, 1, 128),  # full rank possible
+        (128, 2048, "batch", 1, 1, 127),  # Barlow Twins' Z at batch 128: m - 1
+        (256, 64, "batch", 1, 4, 64),  # W-MSE sub-batches: min(d, m - 4)
+        (16, 64, "batch", 1, 4, 12),
+        (128, 128, "channel", 1, 1, 127),  # the default run's Ẑ: d - 1 of m = 128
+        (64, 16, "channel", 1, 1, 15),
+        (32, 128, "channel", 4, 1, 32),  # groups: min(m, d - g)
+        (128, 64, "channel", 4, 1, 60),
+        (128, 64, "channel", 1, 8, 63),  # sub-batches do not constrain the channel axis
+        (1, 4, "batch", 1, 1, 1),  # never below 1
+    ],
+)
+def test_rank_bound(m, d, axis, groups, sub_batches, want):
+    assert rank_bound(m, d, axis, groups=groups, sub_batches=sub_batches) == want
+
+
+def test_rank_bound_errors():
+    with pytest.raises(ValueError, match="axis must be one of"):
+        rank_bound(4, 4, "rows")
+    with pytest.raises(ValueError, match="rank_bound needs positive sizes"):
+        rank_bound(4, 4, "channel", groups=0)
+
+
+@pytest.mark.parametrize(
+    ("m", "d", "axis", "groups"),
+    [(9, 24, "batch", 1), (40, 12, "channel", 1), (40, 12, "channel", 3), (64, 16, "channel", 4)],
+)
+def test_rank_bound_is_attained_and_never_exceeded(m, d, axis, groups, gen):
+    """On random input the spectrum of the measured matrix (IterNorm's output with ``groups``,
+    each group centred over its own channels on the channel axis) has exactly ``rank_bound``
+    non-zero eigenvalues: the bound is tight and the rest are zero by shape."""
+    z = torch.randn(m, d, generator=gen, dtype=torch.float64)
+    zhat = iternorm(z, T=5, axis=axis, groups=groups)
+    evals = spectrum(zhat, axis)
+    r = rank_bound(m, d, axis, groups=groups if axis == "channel" else 1)
+    assert float(evals[r - 1]) > 1e-6 * float(evals[0])
+    assert r < evals.numel()  # every case has structurally zero eigenvalues
+    assert float(evals[r:].abs().max()) < 1e-10 * float(evals[0])
+
+
+def test_condition_indicator_inside_the_rank_bound():
+    evals = torch.tensor([[8.0, 4.0, 2.0, 0.0], [5.0, 5.0, 1.0, 1.0]], dtype=torch.float64)
+    torch.testing.assert_close(condition_indicator(evals, 3), torch.tensor([0.25, 0.2]).double())
+    torch.testing.assert_close(condition_indicator(evals), torch.tensor([0.0, 0.2]).double())
+    # a bound above the number of eigenvalues means the full spectrum
+    torch.testing.assert_close(condition_indicator(evals, 99), condition_indicator(evals))
+    assert float(condition_indicator(torch.zeros(4), 2)) == 0.0
+
+
+def test_spectrum_metrics_of_a_hand_made_spectrum():
+    evals = torch.tensor([8.0, 4.0, 2.0, 1.0, 0.0, 0.0], dtype=torch.float64)
+    m = spectrum_metrics(evals, rank=4)
+    assert m["condition_indicator"] == pytest.approx(1 / 8)
+    assert m["condition_indicator_raw"] == 0.0
+    assert m["stable_rank"] == pytest.approx(15 / 8 / 4)
+    assert m["nesum"] == pytest.approx(15 / 8)
+    assert m["lambda_min_in_rank"] == 1.0 and m["lambda_min"] == 0.0
+    assert m["rank_bound"] == 4.0 and "alpha_req" not in m
+    with pytest.raises(ValueError, match=r"spectrum_metrics expects eigenvalues of shape \(k,\)"):
+        spectrum_metrics(evals[None])
+
+
 # ------------------------------------------------------------------------------- summary
 
 
@@ -131,20 +200,28 @@ def test_spectral_summary_values(make_embedding):
     summary = spectral_summary(make_embedding(10, lam).float())
     assert set(summary) == {
         "condition_indicator",
+        "condition_indicator_raw",
         "stable_rank",
         "effective_rank",
+        "nesum",
         "lambda_max",
         "lambda_min",
+        "lambda_min_in_rank",
         "trace",
-    }
+        "rank_bound",
+    }  # no alpha_req: its fit range starts at rank 6
     assert all(isinstance(v, float) for v in summary.values())
     want = {
-        "condition_indicator": 0.25,
-        "stable_rank": 2.0 / 4,  # normalized by min(c, n - 1) = 4
+        "condition_indicator": 0.25,  # rank bound min(4, 10 - 1) = 4: the full spectrum
+        "condition_indicator_raw": 0.25,
+        "stable_rank": 2.0 / 4,  # normalized by the rank bound 4
         "effective_rank": 2**1.75,
+        "nesum": 2.0,
         "lambda_max": 4.0,
         "lambda_min": 1.0,
+        "lambda_min_in_rank": 1.0,
         "trace": 8.0,
+        "rank_bound": 4.0,
     }
     assert summary == pytest.approx(want, rel=1e-5)
 
@@ -160,22 +237,30 @@ def test_spectral_summary_of_whitened_input(m, d, axis, gen):
     assert white["stable_rank"] == pytest.approx(1.0, abs=1e-9)
     assert white["condition_indicator"] == pytest.approx(1.0, abs=1e-9)
     assert white["effective_rank"] == pytest.approx(k, abs=1e-8)
+    assert white["nesum"] == pytest.approx(k, abs=1e-8)
     assert white["trace"] == pytest.approx(k, abs=1e-8)
     assert raw["condition_indicator"] < 0.5 and raw["stable_rank"] < 0.9
 
 
-def test_spectral_summary_rank_deficient_normalisation(gen):
-    """Batch axis with d > m: rank m - 1, so a whitened output's stable rank is still 1."""
-    z = torch.randn(5, 12, generator=gen, dtype=torch.float64)
-    s = spectral_summary(zca_whiten(z))
+@pytest.mark.parametrize(("m", "d", "axis"), [(5, 12, "batch"), (12, 5, "channel")])
+def test_spectral_summary_rank_deficient_is_taken_inside_the_rank_bound(m, d, axis, gen):
+    """d > m on the batch axis (rank m - 1 of d) or d < m on the channel axis (rank d - 1 of
+    m): a whitened output scores 1 inside the bound; the full-spectrum ratio is 0 by shape."""
+    z = torch.randn(m, d, generator=gen, dtype=torch.float64)
+    s = spectral_summary(zca_whiten(z, axis), axis)
+    r = min(m, d) - 1
+    assert s["rank_bound"] == r
     assert s["stable_rank"] == pytest.approx(1.0, abs=1e-9)
-    assert s["condition_indicator"] == pytest.approx(0.0, abs=1e-12)
-    assert s["effective_rank"] == pytest.approx(4.0, abs=1e-8)
+    assert s["condition_indicator"] == pytest.approx(1.0, abs=1e-9)
+    assert s["condition_indicator_raw"] == pytest.approx(0.0, abs=1e-12)
+    assert s["lambda_min_in_rank"] == pytest.approx(s["lambda_max"], rel=1e-9)
+    assert s["effective_rank"] == pytest.approx(r, abs=1e-8)
 
 
 def test_spectral_summary_collapsed_and_bad_shape():
     s = spectral_summary(torch.ones(8, 4))
     assert s["stable_rank"] == 0.0 and s["condition_indicator"] == 0.0
+    assert s["condition_indicator_raw"] == 0.0 and s["nesum"] == 0.0
     assert not any(math.isnan(v) for v in s.values())
     with pytest.raises(ValueError, match=r"spectral_summary expects z of shape \(m, d\)"):
         spectral_summary(torch.ones(2, 8, 4))

@@ -1,7 +1,9 @@
 """``specssl spectrum`` — eigenvalue spectra of Z and Ẑ for one or more checkpoints.
 
-Prints a table (condition indicator, normalized stable rank, effective rank of the embedding
-``Z`` and of the method's transformed output ``Ẑ``) and writes ``spectrum.json``,
+Prints a table (condition indicator inside the rank bound, normalized stable rank, effective
+rank of the embedding ``Z`` and of the method's transformed output ``Ẑ``; RankMe of the
+backbone features and of ``Z``; LiDAR of ``Z``) and writes ``spectrum.json`` (every metric of
+:func:`specssl.spectral.embedding_spectra`, also for the backbone features),
 ``eigenvalues.csv`` and log-scale plots like the INTL paper's Figure 3 (a)/(b), all checkpoints
 on one plot. See :mod:`specssl.eval.spectrum_report`. Torch is imported inside :func:`run`.
 """
@@ -10,6 +12,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+#: The spectrum monitor's LiDAR sample (``specssl.train.callbacks``), repeated here so that
+#: ``--help`` does not import torch; a test checks they agree.
+LIDAR_IMAGES, LIDAR_VIEWS = 256, 4
 
 HELP = "eigenvalue spectrum of Z and Ẑ of checkpoints: table, JSON/CSV, log-scale plot"
 
@@ -31,7 +37,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also embed one augmented view (the recipe's first view, seeded)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the image sample")
+    parser.add_argument(
+        "--lidar-images",
+        type=int,
+        default=LIDAR_IMAGES,
+        help=f"images of LiDAR's surrogate classes (first of the sample; default {LIDAR_IMAGES})",
+    )
+    parser.add_argument(
+        "--lidar-views",
+        type=int,
+        default=LIDAR_VIEWS,
+        help=f"augmentations per image for LiDAR (0 = no LiDAR; default {LIDAR_VIEWS})",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the image and view sample")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG plots")
 
@@ -66,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
                     augmented=args.augmented,
                     seed=args.seed,
                     device=device,
+                    lidar_images=args.lidar_images,
+                    lidar_views=args.lidar_views,
                     label=label,
                 )
             )

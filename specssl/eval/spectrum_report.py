@@ -1,24 +1,30 @@
 """Spectrum report of pretrained checkpoints: the INTL paper's Figure 3 (a)/(b) on demand.
 
 For each checkpoint, a fixed seeded sample of ``n`` training images is embedded (eval mode)
-and the report gives:
+and the report gives, computed by :func:`specssl.train.callbacks.method_spectra` (hence
+:func:`specssl.spectral.embedding_spectra`, the function the training-time
+:class:`specssl.train.callbacks.SpectrumMonitor` uses, so the same network gives the same
+numbers in both):
 
 * the eigenvalues of the ``d x d`` covariance of the projector output ``Z: (n, d)`` (all
   samples, divisor ``n - 1``, float64);
 * the eigenvalues of the method's transformed output ``Ẑ = φ(Z)`` (``Method.spectral_transform``,
   e.g. IterNorm for INTL), computed as the loss sees it: ``φ`` applied to each chunk of the
   training batch size, the covariance on the method's own axis (``d x d`` for ``"batch"``,
-  ``m x m`` for ``"channel"``), eigenvalues averaged over chunks (same definition as the
-  training-time :class:`specssl.train.callbacks.SpectrumMonitor`);
-* for both: condition indicator ``λ_min / λ_max`` (INTL paper, Figure 2(b)), stable rank
-  ``Σλ / λ_max`` normalized by the attainable rank ``min(c, n_obs - 1)`` (CW-RGP poster) and
-  effective rank ``exp H(λ / Σλ)`` (Roy & Vetterli, 2007).
+  ``m x m`` for ``"channel"``), eigenvalues averaged over chunks;
+* for both and for the backbone features: the condition indicator ``λ_r / λ_1`` inside the
+  rank bound ``r`` of the matrix (:func:`specssl.spectral.rank_bound`; the full-spectrum
+  ``λ_min / λ_max`` as ``condition_indicator_raw``), stable rank ``Σλ / λ_max`` normalized by
+  ``r``, effective rank ``exp H(λ / Σλ)``, NESum and α-ReQ; RankMe and (for the un-augmented
+  sample) LiDAR of ``Z`` and of the features (:mod:`specssl.spectral.quality`).
 
 The sample is the un-augmented images (the eval transform) and, optionally, one augmented view
-(the first view of the pretraining recipe, drawn with a seeded generator). The image sample
-depends only on the dataset and ``seed``, so checkpoints of one dataset are compared on the
-same images. Outputs: ``spectrum.json``, ``eigenvalues.csv`` and a log-scale plot per view
-(``spectrum_eval.png``, ``spectrum_augmented.png``), one curve per checkpoint.
+(the first view of the pretraining recipe, drawn with a seeded generator). LiDAR's surrogate
+classes are ``lidar_views`` augmentations (the first view, seeded) of the first
+``lidar_images`` images of the sample. The image sample depends only on the dataset and
+``seed``, so checkpoints of one dataset are compared on the same images. Outputs:
+``spectrum.json``, ``eigenvalues.csv`` and a log-scale plot per view (``spectrum_eval.png``,
+``spectrum_augmented.png``), one curve per checkpoint.
 """
 
 from __future__ import annotations
@@ -34,7 +40,14 @@ from typing import Any
 import torch
 
 from specssl.methods.base import Method
-from specssl.spectral import condition_indicator, effective_rank, spectrum, stable_rank
+from specssl.spectral import EmbeddingSpectra
+from specssl.train.callbacks import (
+    LIDAR_IMAGES,
+    LIDAR_VIEWS,
+    SpectrumSample,
+    embed_spectrum_sample,
+    method_spectra,
+)
 from specssl.train.config import Config
 
 __all__ = [
@@ -54,17 +67,10 @@ __all__ = [
 VIEWS = ("eval", "augmented")
 
 
-@dataclass
-class ViewSpectrum:
-    """Spectra of one image view. ``z``: ``(d,)`` eigenvalues of cov(Z), descending, float64;
-    ``zhat``: eigenvalues of cov(Ẑ) on ``zhat_axis`` (``None`` without a transformation)."""
-
-    z: torch.Tensor
-    zhat: torch.Tensor | None
-    metrics: dict[str, float]
-    zhat_axis: str | None = None
-    zhat_chunk: int | None = None
-    zhat_chunks: int = 0
+#: Spectra of one image view: ``z`` ``(d,)`` eigenvalues of cov(Z), descending, float64;
+#: ``zhat`` eigenvalues of cov(Ẑ) on ``zhat_axis`` (``None`` without a transformation);
+#: ``metrics`` as :func:`specssl.spectral.embedding_spectra` returns them.
+ViewSpectrum = EmbeddingSpectra
 
 
 @dataclass
@@ -78,47 +84,22 @@ class CheckpointSpectrum:
     views: dict[str, ViewSpectrum] = field(default_factory=dict)
 
 
-def _metrics(evals: torch.Tensor, cap: int, prefix: str) -> dict[str, float]:
-    return {
-        f"{prefix}/condition_indicator": float(condition_indicator(evals)),
-        f"{prefix}/stable_rank": float(stable_rank(evals, normalize_by=max(1, cap))),
-        f"{prefix}/effective_rank": float(effective_rank(evals)),
-        f"{prefix}/lambda_max": float(evals[0]),
-        f"{prefix}/lambda_min": float(evals[-1]),
-    }
-
-
 def spectrum_of_embedding(
     z: torch.Tensor,
     transform: Callable[[torch.Tensor], torch.Tensor] | None,
     axis: str,
     chunk: int,
+    *,
+    groups: int = 1,
 ) -> ViewSpectrum:
-    """Spectra and metrics of an embedding ``z: (n, d)`` and of ``Ẑ = transform(Z)``.
+    """Spectra and metrics of an embedding ``z: (n, d)`` and of ``Ẑ = transform(Z)``:
+    :func:`specssl.spectral.embedding_spectra` (``Ẑ`` on each consecutive chunk of ``chunk``
+    rows, incomplete last chunk dropped, one chunk of all rows when ``n < chunk``; ``groups``:
+    channel groups the transform centres separately). Stable rank is normalized by the rank
+    bound of each matrix."""
+    from specssl.spectral import embedding_spectra
 
-    ``Z``: eigenvalues of the ``d x d`` covariance of all ``n`` rows. ``Ẑ``: ``transform`` of
-    each consecutive chunk of ``chunk`` rows (incomplete last chunk dropped; one chunk of all
-    rows when ``n < chunk``), eigenvalues on ``axis`` averaged over chunks. Normalized stable
-    rank divides by ``min(c, n_obs - 1)`` (``c`` eigenvalues from ``n_obs`` observations).
-    """
-    if z.dim() != 2 or z.shape[0] < 2:
-        raise ValueError(f"z must have shape (n >= 2, d), got {tuple(z.shape)}")
-    n, d = z.shape
-    z_evals = spectrum(z, "batch", check_finite=False).cpu()
-    metrics = _metrics(z_evals, min(d, n - 1), "z")
-    out = ViewSpectrum(z=z_evals, zhat=None, metrics=metrics)
-    if transform is None:
-        return out
-    size = min(chunk, n)
-    parts = [p for p in z.split(size) if p.shape[0] == size]
-    with torch.no_grad():
-        evals = torch.stack([spectrum(transform(p), axis, check_finite=False) for p in parts]).mean(
-            0
-        )
-    observations = size if axis == "batch" else d
-    out.zhat, out.zhat_axis, out.zhat_chunk, out.zhat_chunks = evals.cpu(), axis, size, len(parts)
-    metrics.update(_metrics(out.zhat, min(len(evals), observations - 1), "zhat"))
-    return out
+    return embedding_spectra(z, transform, axis, chunk, groups=groups)
 
 
 def checkpoint_label(path: str | Path) -> str:
@@ -154,15 +135,21 @@ def load_method(path: str | Path) -> tuple[Method, Config]:
 class EmbeddedSample:
     """The report's image sample embedded by one checkpoint.
 
-    ``z[view]``: ``(n, d)`` float32 projector outputs ``Z`` of the ``n`` sampled training images
-    (``"eval"``: un-augmented; ``"augmented"``: one seeded augmented view); ``chunk``: the
-    training batch size, the chunk on which ``Ẑ`` is computed.
+    ``samples[view]``: the :class:`~specssl.train.callbacks.SpectrumSample` of the ``n``
+    sampled training images (``"eval"``: un-augmented, with LiDAR's views; ``"augmented"``:
+    one seeded augmented view); ``chunk``: the training batch size, the chunk on which ``Ẑ``
+    is computed.
     """
 
     method: Method
     config: Config
-    z: dict[str, torch.Tensor]
+    samples: dict[str, SpectrumSample]
     chunk: int
+
+    @property
+    def z(self) -> dict[str, torch.Tensor]:
+        """``(n, d)`` float32 projector outputs ``Z`` by view."""
+        return {view: s.z for view, s in self.samples.items()}
 
 
 @torch.no_grad()
@@ -174,12 +161,17 @@ def embed_sample(
     augmented: bool = False,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    lidar_images: int = LIDAR_IMAGES,
+    lidar_views: int = LIDAR_VIEWS,
 ) -> EmbeddedSample:
     """Embed a seeded sample of ``samples`` training images with the checkpoint at ``path``.
 
     The sample is drawn from the full training split (the run's CPU-scale ``data.subset`` is
     ignored) with ``seed``, so every checkpoint of one dataset sees the same images.
-    ``data_root`` overrides the dataset directory stored in the checkpoint's config.
+    ``data_root`` overrides the dataset directory stored in the checkpoint's config. LiDAR's
+    views: ``lidar_views`` augmentations of the first ``lidar_images`` images (off when
+    ``lidar_views < 2``), as the spectrum monitor draws them
+    (:func:`~specssl.train.callbacks.embed_spectrum_sample`).
     """
     from specssl.train.datamodule import SSLDataModule
 
@@ -202,23 +194,35 @@ def embed_sample(
         seed=seed,
     )
     dm = SSLDataModule(cfg)
-    images = dm.spectrum_images(samples)
+    images = dm.spectrum_images(samples).to(dev)
     normalize = dm.eval_transform().to(dev)
     chunk = cfg.data.batch_size
+    from specssl.data.augment import BatchedAugment
 
-    def embed(batch_fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        return torch.cat(
-            [method.projector(method.backbone(batch_fn(b.to(dev)))) for b in images.split(chunk)]
-        ).float()
-
-    z = {"eval": embed(normalize)}
+    view = BatchedAugment(dm.view_configs[0]).to(dev)
+    out = {
+        "eval": embed_spectrum_sample(
+            method.backbone,
+            method.projector,
+            images,
+            chunk=chunk,
+            normalize=normalize,
+            augment=view if lidar_views >= 2 else None,
+            lidar_images=lidar_images,
+            lidar_views=lidar_views,
+            seed=seed,
+        )
+    }
     if augmented:
-        from specssl.data.augment import BatchedAugment
-
-        view = BatchedAugment(dm.view_configs[0]).to(dev)
         gen = torch.Generator().manual_seed(seed)
-        z["augmented"] = embed(lambda b: view(b, generator=gen))
-    return EmbeddedSample(method=method, config=cfg, z=z, chunk=chunk)
+        out["augmented"] = embed_spectrum_sample(
+            method.backbone,
+            method.projector,
+            images,
+            chunk=chunk,
+            normalize=lambda b: view(b, generator=gen),
+        )
+    return EmbeddedSample(method=method, config=cfg, samples=out, chunk=chunk)
 
 
 def spectrum_of_sample(emb: EmbeddedSample, label: str, path: str | Path) -> CheckpointSpectrum:
@@ -226,7 +230,6 @@ def spectrum_of_sample(emb: EmbeddedSample, label: str, path: str | Path) -> Che
     :func:`spectrum_of_embedding` with the method's transformation and axis, and the training
     batch size as chunk. ``label`` names the checkpoint at ``path`` in tables and plots."""
     method = emb.method
-    transform, axis = method.spectral_transform(), method.spectral_axis
     result = CheckpointSpectrum(
         label=label,
         path=str(path),
@@ -235,8 +238,8 @@ def spectrum_of_sample(emb: EmbeddedSample, label: str, path: str | Path) -> Che
         samples=int(emb.z["eval"].shape[0]),
         embedding_dim=method.embedding_dim,
     )
-    for view, z in emb.z.items():
-        result.views[view] = spectrum_of_embedding(z, transform, axis, emb.chunk)
+    for view, sample in emb.samples.items():
+        result.views[view] = method_spectra(method, sample, emb.chunk)
     return result
 
 
@@ -251,11 +254,13 @@ def spectrum_of_checkpoint(
 
 
 def format_table(results: Sequence[CheckpointSpectrum]) -> str:
-    """One row per checkpoint and view: condition indicator, normalized stable rank and
-    effective rank of Z and Ẑ."""
+    """One row per checkpoint and view: for Z and Ẑ the rank-aware condition indicator
+    ``λ_r/λ_1`` (``r`` = rank bound), normalized stable rank and effective rank; RankMe of
+    the backbone features and of Z; LiDAR of Z (``-`` where not computed)."""
     head = (
         f"{'checkpoint':<28} {'method':<9} {'view':<9} {'n':>6} {'d':>5} "
         f"{'Z cond':>9} {'Z srank':>8} {'Z erank':>8} {'Ẑ cond':>9} {'Ẑ srank':>8} {'Ẑ erank':>8}"
+        f" {'h RankMe':>8} {'Z RankMe':>8} {'Z LiDAR':>8}"
     )
     lines = [head, "-" * len(head)]
     for r in results:
@@ -271,6 +276,8 @@ def format_table(results: Sequence[CheckpointSpectrum]) -> str:
                     ]
                 else:
                     cells += [f"{'-':>9}", f"{'-':>8}", f"{'-':>8}"]
+            for key in ("features/rankme", "z/rankme", "z/lidar"):
+                cells.append(f"{m[key]:>8.1f}" if key in m else f"{'-':>8}")
             lines.append(
                 f"{r.label[-28:]:<28} {r.method:<9} {view:<9} {r.samples:>6} "
                 f"{r.embedding_dim:>5} " + " ".join(cells)
@@ -288,6 +295,7 @@ def _to_json(r: CheckpointSpectrum) -> dict[str, Any]:
             "zhat_axis": s.zhat_axis,
             "zhat_chunk": s.zhat_chunk,
             "zhat_chunks": s.zhat_chunks,
+            "zhat_groups": s.zhat_groups,
         }
     return {
         "label": r.label,

@@ -238,18 +238,40 @@ def _finite_or_none(value: Any) -> float | None:
 
 
 def _metrics(result: dict[str, Any]) -> dict[str, float | None]:
+    """The record's metrics from a run's result: kNN, probe and the final spectrum-monitor
+    snapshot (:func:`specssl.spectral.embedding_spectra`).
+
+    ``z_condition`` / ``zhat_condition`` keep their meaning, the full-spectrum λmin/λmax
+    (``*/condition_indicator_raw``; results from before the rank-aware monitor stored it as
+    ``*/condition_indicator``). ``zhat_stable_rank`` was Ẑ's stable rank divided by its number
+    of eigenvalues; the monitor now divides by the rank bound (one normalisation everywhere),
+    so that value goes to the new ``zhat_stable_rank_rank_aware`` and ``zhat_stable_rank`` is
+    ``None`` for new results (old records keep theirs). ``z_stable_rank`` is unchanged (Z's
+    normalisation was already min(d, n - 1)).
+    """
     knn = result.get("knn_final") or {}
     probe = result.get("probe") or {}
     spec = result.get("spectrum") or {}
+    rank_aware = any(k.endswith("/condition_indicator_raw") for k in spec)
     out = {
         "knn200_top1": knn.get("top1_k200"),
         "knn5_top1": knn.get("top1_k5"),
         "probe_top1": probe.get("val/probe_top1"),
     }
     for which in ("z", "zhat"):
-        for name in ("condition", "stable_rank", "effective_rank"):
-            key = "condition_indicator" if name == "condition" else name
-            out[f"{which}_{name}"] = spec.get(f"{which}/{key}")
+        raw = "condition_indicator_raw" if rank_aware else "condition_indicator"
+        out[f"{which}_condition"] = spec.get(f"{which}/{raw}")
+        out[f"{which}_stable_rank"] = spec.get(f"{which}/stable_rank")
+        out[f"{which}_effective_rank"] = spec.get(f"{which}/effective_rank")
+    if rank_aware:
+        out["zhat_stable_rank"] = None
+        for which in ("z", "zhat"):
+            out[f"{which}_condition_rank_aware"] = spec.get(f"{which}/condition_indicator")
+        out["zhat_stable_rank_rank_aware"] = spec.get("zhat/stable_rank")
+        for which in ("z", "features"):
+            for name in ("rankme", "lidar", "nesum", "alpha_req"):
+                out[f"{which}_{name}"] = spec.get(f"{which}/{name}")
+    out = {k: out.get(k) for k in (*METRICS[:9], *LABEL_FREE)}
     return {k: _finite_or_none(v) for k, v in out.items()}
 
 
@@ -270,6 +292,25 @@ METRICS = (
     "z_lambda_max",
     "zhat_lambda_max",
 )
+
+#: Rank-aware and label-free metrics of the final spectrum-monitor snapshot, in records made
+#: since the rank-aware monitor (absent from older records): the condition indicator inside
+#: the rank bound, Ẑ's stable rank normalized by its rank bound, and RankMe, LiDAR, NESum and
+#: α-ReQ of Z and of the backbone features (:mod:`specssl.spectral.quality`).
+LABEL_FREE = (
+    "z_condition_rank_aware",
+    "zhat_condition_rank_aware",
+    "zhat_stable_rank_rank_aware",
+    "z_rankme",
+    "features_rankme",
+    "z_lidar",
+    "features_lidar",
+    "z_nesum",
+    "features_nesum",
+    "z_alpha_req",
+    "features_alpha_req",
+)
+METRICS = (*METRICS, *LABEL_FREE)
 
 
 @dataclass
@@ -377,7 +418,7 @@ class Sweep:
                 raise
             status, error = "failed", f"{type(err).__name__}: {err}"
         spectra = spectrum_summary(read_spectrum_csv(run_dir / "spectrum" / "eigenvalues.csv"))
-        metrics = _metrics(result) if status == "ok" else dict.fromkeys(METRICS[:9])
+        metrics = _metrics(result) if status == "ok" else dict.fromkeys((*METRICS[:9], *LABEL_FREE))
         for which in ("z", "zhat"):
             values = spectra.get(f"{which}_lambda_max") or [None]
             metrics[f"{which}_lambda_max"] = values[-1] if status == "ok" else None
@@ -442,7 +483,7 @@ class Sweep:
             "seed": spec.seed,
             "status": "ok",
             "of_run": spec.key,
-            **{m: metrics.get(m) for m in METRICS[:9]},
+            **{m: metrics.get(m) for m in (*METRICS[:9], *LABEL_FREE)},
             "probe_top1": None,
             "run_wall_s": time.perf_counter() - start,
             "config_hash": digest,
@@ -484,6 +525,7 @@ def _one_line(record: dict[str, Any]) -> str:
 
 
 __all__ = [
+    "LABEL_FREE",
     "METRICS",
     "REFERENCE_KEY",
     "RunSpec",

@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from specssl.eval.knn import knn_accuracy
-from specssl.spectral import condition_indicator, effective_rank, spectrum, stable_rank
+from specssl.spectral import EmbeddingSpectra, embedding_spectra
 from specssl.train.rundir import replace_link
 
 
@@ -54,8 +55,6 @@ class CheckpointWriteError(OSError):
             "previous checkpoint is intact (free space, then resume with --resume)"
         )
         self.path, self.cause = path, cause
-
-
 
 
 class AtomicLastCheckpoint(ModelCheckpoint):
@@ -214,22 +213,129 @@ class KNNMonitor(L.Callback):
             pl_module.log(f"knn/{key}", value, rank_zero_only=True)
 
 
+#: LiDAR in the spectrum monitor and ``specssl spectrum``: the first ``LIDAR_IMAGES`` images of
+#: the spectrum sample, each augmented ``LIDAR_VIEWS`` times with the first training view.
+LIDAR_IMAGES, LIDAR_VIEWS = 256, 4
+
+
+@dataclass
+class SpectrumSample:
+    """The spectrum sample embedded by one network.
+
+    ``features``: ``(n, f)`` backbone features and ``z``: ``(n, d)`` projector outputs of the
+    ``n`` un-augmented images (float32); ``views``: LiDAR's surrogate classes,
+    ``{"features": (n_l, q, f), "z": (n_l, q, d)}`` for ``q`` augmentations of each of the
+    first ``n_l`` images (empty when LiDAR is off).
+    """
+
+    features: torch.Tensor
+    z: torch.Tensor
+    views: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@torch.no_grad()
+def embed_spectrum_sample(
+    backbone: Callable[[torch.Tensor], torch.Tensor],
+    projector: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    *,
+    chunk: int,
+    normalize: Callable[[torch.Tensor], torch.Tensor] | None,
+    augment: Callable[..., torch.Tensor] | None = None,
+    lidar_images: int = LIDAR_IMAGES,
+    lidar_views: int = LIDAR_VIEWS,
+    seed: int = 0,
+) -> SpectrumSample:
+    """Embed ``images: (n, 3, H, W)`` (un-augmented, on the networks' device) in chunks of
+    ``chunk``: ``features = backbone(normalize(x))``, ``z = projector(features)``; and, with
+    ``augment`` (one training view: ``augment(x, generator=g)`` returns normalized views)
+    and ``lidar_images, lidar_views >= 2``, LiDAR's views of the first ``lidar_images``
+    images: ``lidar_views`` augmentations each, drawn with a CPU generator seeded by ``seed``
+    (view-major: all images of view 1, then of view 2, ...), so the global RNG stream of a
+    training run is untouched and the monitor and ``specssl spectrum`` see the same views.
+    The caller puts the networks in eval mode."""
+
+    def encode(batches) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.cat([backbone(b) for b in batches]).float()
+        return h, torch.cat([projector(p) for p in h.split(chunk)]).float()
+
+    norm = normalize if normalize is not None else (lambda x: x)
+    features, z = encode(norm(c) for c in images.split(chunk))
+    sample = SpectrumSample(features=features, z=z)
+    n_l = min(lidar_images, images.shape[0])
+    if augment is None or n_l < 2 or lidar_views < 2:
+        return sample
+    gen = torch.Generator().manual_seed(seed)
+    hs, zs = [], []
+    for _ in range(lidar_views):
+        h, zv = encode(augment(c, generator=gen) for c in images[:n_l].split(chunk))
+        hs.append(h)
+        zs.append(zv)
+    sample.views = {"features": torch.stack(hs, 1), "z": torch.stack(zs, 1)}
+    return sample
+
+
+def zhat_centring_groups(method) -> int:
+    """The channel groups that ``method.spectral_transform()`` centres separately: the
+    ``groups`` of a channel-axis loss that centres each group over its own channels (IterNorm,
+    ST-power, CW-RGP with ``centre="group"``); 1 on the batch axis, without groups, or when the
+    channels are centred once globally (CW-RGP's default ``centre="global"``). Sets the rank
+    bound ``min(m, d - groups)`` of Ẑ's ``m x m`` covariance
+    (:func:`specssl.spectral.rank_bound`)."""
+    loss = getattr(method, "loss_fn", None)
+    if method.spectral_axis != "channel" or loss is None:
+        return 1
+    if getattr(loss, "centre", "group") == "global":
+        return 1
+    return int(getattr(loss, "groups", None) or getattr(loss, "last_groups", None) or 1)
+
+
+def method_spectra(method, sample: SpectrumSample, chunk: int) -> EmbeddingSpectra:
+    """:func:`specssl.spectral.embedding_spectra` of an embedded sample with the method's
+    transformation, axis and centring groups, on training-size chunks of ``chunk`` rows:
+    what the spectrum monitor and ``specssl spectrum`` both report."""
+    return embedding_spectra(
+        sample.z,
+        method.spectral_transform(),
+        method.spectral_axis,
+        chunk,
+        groups=zhat_centring_groups(method),
+        features=sample.features,
+        views=sample.views or None,
+    )
+
+
 class SpectrumMonitor(L.Callback):
     """The embedding spectrum during training: the INTL paper's Figure 3 (a)/(b), live.
 
     Every ``every`` epochs, embeds a fixed sample of ``samples`` un-augmented training images
-    (eval mode), computes the eigenvalues of the ``d x d`` covariance of the embedding ``Z``
-    (all samples; use ``samples >= d`` for a full-rank estimate) and of the method's
-    transformed output ``Ẑ`` (the transformation applied per training-size chunk, as in the
-    loss, with the covariance on the method's axis, averaged over chunks), logs condition
-    indicator λ_min/λ_max, normalized stable rank and effective rank of both, appends all
-    eigenvalues to ``spectrum/eigenvalues.csv`` and saves ``spectrum/epoch_XXX.png``
-    (log-scale eigenvalues of every snapshot so far). The snapshots are saved in checkpoints:
-    a resumed run rewrites the CSV from them and plots the whole run.
+    (eval mode) and computes, with :func:`method_spectra` (the function ``specssl spectrum``
+    uses too), the eigenvalues of the ``d x d`` covariance of the embedding ``Z`` (all samples;
+    use ``samples >= d`` for a full-rank estimate) and of the method's transformed output ``Ẑ``
+    (the transformation applied per training-size chunk, as in the loss, with the covariance
+    on the method's axis, averaged over chunks). Logs, for ``Z``, ``Ẑ`` and the backbone
+    ``features``, the rank-aware condition indicator ``λ_r/λ_1`` (``r`` the rank bound, see
+    :func:`specssl.spectral.rank_bound`; the full-spectrum ratio as
+    ``condition_indicator_raw``), the stable rank normalized by ``r``, effective rank, NESum
+    and α-ReQ; RankMe and LiDAR (``lidar_images`` images x ``lidar_views`` augmentations of
+    the first training view; ``lidar_views=0`` turns it off) of ``Z`` and the features.
+    Appends all eigenvalues to ``spectrum/eigenvalues.csv`` and saves
+    ``spectrum/epoch_XXX.png`` (log-scale eigenvalues of every snapshot so far). The snapshots
+    are saved in checkpoints: a resumed run rewrites the CSV from them and plots the whole run.
     """
 
-    def __init__(self, every: int, samples: int, out_dir: str | Path, plots: bool = True) -> None:
+    def __init__(
+        self,
+        every: int,
+        samples: int,
+        out_dir: str | Path,
+        plots: bool = True,
+        *,
+        lidar_images: int = LIDAR_IMAGES,
+        lidar_views: int = LIDAR_VIEWS,
+    ) -> None:
         self.every, self.samples, self.plots = every, samples, plots
+        self.lidar_images, self.lidar_views = lidar_images, lidar_views
         self.out_dir = Path(out_dir)
         self.snapshots: list[dict[str, Any]] = []
 
@@ -237,33 +343,35 @@ class SpectrumMonitor(L.Callback):
         dm = trainer.datamodule
         images = dm.spectrum_images(self.samples).to(pl_module.device)
         method = pl_module.method
-        with eval_mode(pl_module), torch.no_grad():
-            chunks = images.split(dm.batch_size)
-            z = torch.cat([method.projector(pl_module.features(c)) for c in chunks]).float()
-            transform = method.spectral_transform()
-            # Ẑ as the loss sees it: the transformation of each full training-size chunk,
-            # its spectrum on the method's own axis, averaged over chunks.
-            zhat_evals = None
-            if transform is not None:
-                axis = method.spectral_axis
-                parts = [
-                    spectrum(transform(part), axis, check_finite=False)
-                    for part in z.split(dm.batch_size)
-                    if part.shape[0] == dm.batch_size
-                ]
-                zhat_evals = torch.stack(parts).mean(0).cpu() if parts else None
-        snap: dict[str, Any] = {"epoch": epoch}
-        z_evals = spectrum(z, "batch", check_finite=False).cpu()
-        m, d = z.shape
-        caps = {"z": min(d, m - 1), "zhat": len(zhat_evals) if zhat_evals is not None else 1}
-        for name, evals in (("z", z_evals), ("zhat", zhat_evals)):
-            if evals is None:
-                continue
-            snap[name] = evals
-            snap[f"{name}/condition_indicator"] = float(condition_indicator(evals))
-            snap[f"{name}/stable_rank"] = float(stable_rank(evals, normalize_by=caps[name]))
-            snap[f"{name}/effective_rank"] = float(effective_rank(evals))
+        augment = None
+        if self.lidar_views >= 2:
+            from specssl.data.batched import BatchedAugment
+
+            augment = BatchedAugment(dm.view_configs[0]).to(pl_module.device)
+        with eval_mode(pl_module):
+            sample = embed_spectrum_sample(
+                method.backbone,
+                method.projector,
+                images,
+                chunk=dm.batch_size,
+                normalize=pl_module.eval_transform,
+                augment=augment,
+                lidar_images=self.lidar_images,
+                lidar_views=self.lidar_views,
+                seed=dm.cfg.seed,
+            )
+            spectra = method_spectra(method, sample, dm.batch_size)
+        snap: dict[str, Any] = {"epoch": epoch, "z": spectra.z}
+        if spectra.zhat is not None:
+            snap["zhat"] = spectra.zhat
+        snap.update(spectra.metrics)
         return snap
+
+    def scalars(self, epoch: int | None = None) -> dict[str, float]:
+        """The scalar metrics of the snapshot of ``epoch`` (``None``: the last one; ``0``: at
+        random init, before the first step); empty if there is none."""
+        found = [s for s in self.snapshots if epoch is None or s["epoch"] == epoch]
+        return {k: v for k, v in found[-1].items() if isinstance(v, float)} if found else {}
 
     def state_dict(self) -> dict[str, Any]:
         return {"snapshots": self.snapshots}
@@ -319,3 +427,45 @@ class SpectrumMonitor(L.Callback):
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for snap in self.snapshots:
             self._append_csv(snap)
+
+
+def spectrum_summary_lines(
+    final: dict[str, float], initial: dict[str, float] | None = None, plot_dir: Path | None = None
+) -> list[str]:
+    """The spectrum part of the ``specssl pretrain`` summary, for a newcomer.
+
+    From the last spectrum-monitor snapshot ``final`` (and the one at random init,
+    ``initial``): the condition indicator of ``Z`` and ``Ẑ`` inside the rank bound of each
+    matrix (with the full-spectrum ratio where the bound cuts structurally zero eigenvalues),
+    their normalized stable rank, RankMe of the backbone features and of ``Z`` before and after
+    training, and the newest spectrum plot in ``plot_dir``.
+    """
+    lines = []
+    names = {"z": "Z (embedding)", "zhat": "Ẑ (what the loss sees)"}
+    rankme_of = {"features": "backbone features", "z": "embedding Z"}
+    for which in ("z", "zhat"):
+        cond = final.get(f"{which}/condition_indicator")
+        if cond is None:
+            continue
+        bound = final.get(f"{which}/rank_bound")
+        inside = f" inside its rank bound {int(bound)}" if bound is not None else ""
+        text = f"spectrum {names[which]}: condition indicator {cond:.3g}{inside}"
+        raw = final.get(f"{which}/condition_indicator_raw")
+        if raw is not None and bound is not None and raw != cond:
+            text += f" (full spectrum {raw:.2g}: the eigenvalues past {int(bound)} are 0 by shape)"
+        if f"{which}/stable_rank" in final:
+            text += f", normalized stable rank {final[f'{which}/stable_rank']:.3g}"
+        lines.append(text)
+    for which in ("features", "z"):
+        after = final.get(f"{which}/rankme")
+        if after is None:
+            continue
+        before = (initial or {}).get(f"{which}/rankme")
+        was = f"{before:.1f} at random init -> " if before is not None else ""
+        dims = final.get(f"{which}/rank_bound")
+        of = f" (covariance rank bound {int(dims)})" if dims is not None else ""
+        lines.append(f"RankMe of the {rankme_of[which]}: {was}{after:.1f} after training{of}")
+    plots = sorted(Path(plot_dir).glob("epoch_*.png")) if plot_dir is not None else []
+    if plots:
+        lines.append(f"spectrum plot: {plots[-1]}")
+    return lines

@@ -19,6 +19,7 @@ from specssl.train.callbacks import (
     KNNMonitor,
     RNGStateCallback,
     SpectrumMonitor,
+    spectrum_summary_lines,
 )
 from specssl.train.config import Config, ConfigError, save_config
 from specssl.train.csv_log import ResumableCSVLogger
@@ -233,9 +234,7 @@ def _pretrain_locked(
     probe = {}
     if mon.online_probe:
         probe = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    final_spectrum = {}
-    if spectrum.snapshots:
-        final_spectrum = {k: v for k, v in spectrum.snapshots[-1].items() if isinstance(v, float)}
+    final_spectrum = spectrum.scalars()
     result = PretrainResult(
         run_dir=run_dir,
         knn_initial=knn.initial,
@@ -248,6 +247,7 @@ def _pretrain_locked(
         steps=int(trainer.global_step),
         extra={
             "images_per_s": _throughput(trainer, cfg, wall),
+            "spectrum_initial": spectrum.scalars(epoch=0),
             "global_rank": int(trainer.global_rank),
         },
     )
@@ -302,9 +302,8 @@ def format_summary(result: PretrainResult) -> str:
                 lines.append(f"kNN {key}: {value:.2f}%{init_txt}")
     for key, value in result.probe.items():
         lines.append(f"online linear probe {key}: {value:.2f}%")
-    for key in ("z/condition_indicator", "z/stable_rank", "zhat/condition_indicator"):
-        if key in result.spectrum:
-            lines.append(f"spectrum {key}: {result.spectrum[key]:.4g}")
+    initial = result.extra.get("spectrum_initial")
+    lines += spectrum_summary_lines(result.spectrum, initial, result.run_dir / "spectrum")
     return "\n".join(lines)
 
 
