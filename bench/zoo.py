@@ -479,6 +479,81 @@ def load_rows(args: argparse.Namespace) -> list[dict]:
     return [rows[m] for m in order if m in rows] + [r for m, r in rows.items() if m not in order]
 
 
+def recipe_sections_at(method: str, commit: str) -> dict | None:
+    """The ``method`` and ``optim`` sections (what the zoo keeps of a recipe) of
+    ``configs/cifar10/<method>.yaml`` at ``commit`` (``"HEAD"``: the working tree), or
+    ``None`` when git or the file at that commit is not available."""
+    import subprocess
+
+    import yaml
+
+    name = "intl" if method == RANDOM_INIT else method
+    path = REPO / "configs" / "cifar10" / f"{name}.yaml"
+    try:
+        if commit == "HEAD":
+            text = path.read_text()
+        else:
+            rel = path.relative_to(REPO).as_posix()
+            text = subprocess.run(
+                ["git", "-C", str(REPO), "show", f"{commit.split('+')[0]}:{rel}"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    recipe = yaml.safe_load(text) or {}
+    return {k: recipe.get(k) for k in ("method", "optim")}
+
+
+def recorded_facts(rows: list[dict]) -> str:
+    """Generated lines under the table, from the rows and the throughput record: steps per
+    budget, the rows that did not run with one torch thread, and the recipes whose ``method`` /
+    ``optim`` sections changed after the side-by-side throughput was measured."""
+    lines = []
+    by_budget: dict[tuple, list[str]] = {}
+    for r in rows:
+        if r.get("steps"):
+            by_budget.setdefault((r.get("epochs"), r["steps"]), []).append(_row_name(r))
+    if by_budget:
+        lines.append(
+            "- steps per run: "
+            + "; ".join(
+                f"{epochs} epochs: {steps} steps ({len(names)} rows)"
+                for (epochs, steps), names in sorted(by_budget.items(), key=lambda kv: kv[0][1])
+            )
+        )
+    threads: dict[object, list[str]] = {}
+    for r in rows:
+        threads.setdefault(r.get("torch_threads"), []).append(_row_name(r))
+    if threads:
+        lines.append(
+            "- torch threads per run: "
+            + "; ".join(
+                f"{n}: " + (f"{len(names)} rows" if len(names) > 4 else ", ".join(names))
+                for n, names in sorted(threads.items(), key=str)
+            )
+        )
+    speeds = json.loads(THROUGHPUT.read_text()) if THROUGHPUT.exists() else {}
+    if speeds:
+        measured = sorted({(v["date"], v["commit"]) for v in speeds.values()})
+        changed = [
+            m
+            for m, v in speeds.items()
+            if (old := recipe_sections_at(m, v["commit"])) is not None
+            and old != recipe_sections_at(m, "HEAD")
+        ]
+        lines.append(
+            "- side-by-side images/s measured "
+            + ", ".join(f"{d} (commit `{c}`)" for d, c in measured)
+            + "; recipes whose `method` / `optim` sections changed since: "
+            + (", ".join(f"`{m}`" for m in changed) if changed else "none")
+        )
+    if not lines:
+        return ""
+    return "\nRecorded with the rows (generated from them):\n\n" + "\n".join(lines) + "\n"
+
+
 def write_report(rows: list[dict]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     keys = sorted({k for r in rows for k in r})
@@ -506,6 +581,7 @@ def write_report(rows: list[dict]) -> None:
     if not intro:
         intro = "# CIFAR-10 at CPU scale: the method zoo\n\n"
     tail = "\n\nMethods not yet run: " + (", ".join(missing) if missing else "none") + ".\n"
+    tail += recorded_facts(rows)
     adjustments = [f"- `{m}`: {' '.join(o)} — {why}" for m, (o, why) in SHORT_BUDGET.items()]
     tail += (
         "\nShort-budget adjustments (`SHORT_BUDGET` in `bench/zoo.py`; applied to the row and "
