@@ -217,9 +217,6 @@ def spectrum_summary(spectra: dict[int, dict[str, list[float]]]) -> dict[str, An
 
 
 # -------------------------------------------------------------------------------- records
-_STEP = re.compile(r"at step (\d+)")
-
-
 def is_numerical_failure(err: BaseException) -> bool:
     """A whitening that cannot be computed (singular covariance, failed decomposition)."""
     if isinstance(err, ConfigError):
@@ -411,8 +408,7 @@ class Sweep:
                 result = pretrain(cfg, resume="auto", logger=self.logger).to_json()
         except TrainingDivergedError as err:
             status, error = "diverged", str(err)
-            found = _STEP.search(error)
-            step = int(found.group(1)) if found else None
+            step = err.step
         except (ValueError, RuntimeError) as err:
             if not is_numerical_failure(err):
                 raise
