@@ -165,7 +165,8 @@ class Section:
 def provenance(
     records: Sequence[dict[str, Any]], specs: Sequence[RunSpec], command: str
 ) -> list[str]:
-    """Markdown bullet lines: commands, commits, dates, wall time, runs missing."""
+    """Markdown bullet lines: commands, commits, dates, wall time, torch threads, load, runs
+    missing (each from the records)."""
     lines = [f"- this report: `{command}`"]
     commands = sorted({r.get("command", "") for r in records} - {"", command})
     if commands:
@@ -181,6 +182,13 @@ def provenance(
         lines.append(
             f"- wall time: {duration(sum(walls))} over {len(walls)} runs "
             f"(median {duration(statistics.median(walls))} per run, training + evaluation)"
+        )
+    threads = [r["torch_threads"] for r in records if r.get("torch_threads") is not None]
+    if threads:
+        counts = {n: threads.count(n) for n in sorted(set(threads))}
+        lines.append(
+            "- torch threads per run: "
+            + ", ".join(f"{n} ({c} run{'s' if c > 1 else ''})" for n, c in counts.items())
         )
     loads = [r["load_avg_1min"] for r in records if _number(r.get("load_avg_1min")) is not None]
     if loads:
