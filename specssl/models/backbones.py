@@ -1,26 +1,48 @@
-"""ResNet backbones built from torchvision's ResNet, BasicBlock and Bottleneck.
+"""Backbones by name: specssl's ResNets, and any timm or torchvision model.
 
-:func:`build_backbone` returns a :class:`ResNetBackbone`: a ``torchvision.models.ResNet``
-whose classifier is ``nn.Identity`` (forward gives pooled features), with an optional CIFAR
-stem and a configurable base width. At ``width=64`` its parameter and buffer names and shapes
-are exactly those of ``torchvision.models.resnet{18,34,50}()`` minus ``fc.*`` (with the CIFAR
-stem only ``conv1.weight`` differs in shape: 3×3 instead of 7×7), so a backbone can be exported
-as a plain torchvision state dict (:func:`to_torchvision_state_dict`) and reloaded strictly
-(:func:`load_torchvision_state_dict`, :func:`backbone_from_state_dict`).
+:func:`build_backbone` is the one entry point (``backbone.name`` of a run):
+
+* ``resnet18`` / ``resnet34`` / ``resnet50`` return a :class:`ResNetBackbone`: a
+  ``torchvision.models.ResNet`` whose classifier is ``nn.Identity`` (forward gives pooled
+  features), with an optional CIFAR stem and a configurable base width. At ``width=64`` its
+  parameter and buffer names and shapes are exactly those of ``torchvision.models.resnet{18,34,
+  50}()`` minus ``fc.*`` (with the CIFAR stem only ``conv1.weight`` differs in shape: 3×3
+  instead of 7×7), so a backbone can be exported as a plain torchvision state dict
+  (:func:`to_torchvision_state_dict`) and reloaded strictly (:func:`load_torchvision_state_dict`,
+  :func:`backbone_from_state_dict`).
+* ``timm:<model>``, ``tv:<model>`` and the presets of
+  :data:`specssl.models.external.BACKBONE_PRESETS` (e.g. ``vit_tiny_patch4_32``, a ViT for
+  32×32 images) return the library's own module: see :mod:`specssl.models.external`.
+
+The backbone contract, kept by all of them and relied on by every method, monitor and
+evaluation: ``forward(x: (B, 3, H, W)) -> (B, out_dim)`` pooled features (no classifier);
+``out_dim`` (int) the feature dimension; ``backbone_spec``
+(:class:`~specssl.models.external.BackboneSpec`) what the backbone is: library, model name,
+constructor kwargs, pooling (global average / CLS token / token mean) and how its classifier
+head was removed; ``state_dict()`` in the source library's layout (what the exports write).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
+from specssl.models.external import (
+    BACKBONE_PRESETS,
+    BackboneSpec,
+    build_external_backbone,
+    is_external_name,
+)
+
 __all__ = [
     "BACKBONE_CONFIGS",
     "ResNetBackbone",
     "backbone_from_state_dict",
+    "backbone_spec",
     "build_backbone",
     "load_torchvision_state_dict",
     "to_torchvision_state_dict",
@@ -121,6 +143,21 @@ class ResNetBackbone(ResNet):
     def extra_repr(self) -> str:
         return f"width={self.width}, cifar_stem={self.cifar_stem}, out_dim={self.out_dim}"
 
+    @property
+    def backbone_spec(self) -> BackboneSpec:
+        """The contract's description: library ``"specssl"``, global average pooling, ``fc``
+        replaced by ``nn.Identity`` (state dict in torchvision's ResNet layout)."""
+        return BackboneSpec(
+            library="specssl",
+            model=self.name or "resnet",
+            kwargs={"width": self.width, "cifar_stem": self.cifar_stem},
+            pool="avg",
+            head="fc -> Identity",
+            out_dim=self.out_dim,
+            name=self.name or "resnet",
+            head_path="fc",
+        )
+
 
 def _check_width(width: int) -> None:
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
@@ -133,28 +170,67 @@ def build_backbone(
     cifar_stem: bool = False,
     width: int = 64,
     zero_init_residual: bool = False,
-) -> ResNetBackbone:
-    """A feature-extractor ResNet by name: ``"resnet18"``, ``"resnet34"`` or ``"resnet50"``.
+    **kwargs: Any,
+) -> nn.Module:
+    """A feature extractor by name (the backbone contract of the module docstring).
 
     Args:
-        name: architecture name (see :data:`BACKBONE_CONFIGS`).
-        cifar_stem: 3×3 stride-1 ``conv1`` and no max-pool (for 32×32 images).
-        width: base width; 64 is standard, 16 or 32 suit CPU-scale runs. All four stages scale
-            with it (``width, 2w, 4w, 8w``).
-        zero_init_residual: zero the last BN gamma of every residual branch.
+        name: ``"resnet18"`` / ``"resnet34"`` / ``"resnet50"`` (specssl's ResNets, see
+            :data:`BACKBONE_CONFIGS`), ``"timm:<model>"``, ``"tv:<model>"`` or a preset of
+            :data:`~specssl.models.external.BACKBONE_PRESETS`.
+        cifar_stem: ResNets: 3×3 stride-1 ``conv1`` and no max-pool (for 32×32 images).
+            Ignored by timm / torchvision models (a ViT's stem is its patch embedding).
+        width: ResNets: base width; 64 is standard, 16 or 32 suit CPU-scale runs, all four
+            stages scale with it (``width, 2w, 4w, 8w``). timm ViTs: the per-head width
+            (``embed_dim = num_heads · width``; 64 keeps the model's own). Other models: 64.
+        zero_init_residual: ResNets: zero the last BN gamma of every residual branch.
+        **kwargs: constructor arguments of a timm / torchvision model (override a preset's).
 
     Returns:
-        A :class:`ResNetBackbone` mapping ``(B, 3, H, W)`` to ``(B, out_dim)`` with
-        ``out_dim = 8 · width`` (resnet18/34) or ``32 · width`` (resnet50).
+        A module mapping ``(B, 3, H, W)`` to ``(B, out_dim)``: a :class:`ResNetBackbone`
+        (``out_dim = 8 · width`` for resnet18/34, ``32 · width`` for resnet50) or the timm /
+        torchvision module with ``out_dim`` and ``backbone_spec`` set.
     """
-    if name not in BACKBONE_CONFIGS:
-        raise ValueError(f"unknown backbone {name!r}; choose from {sorted(BACKBONE_CONFIGS)}")
-    block, layers = BACKBONE_CONFIGS[name]
-    net = ResNetBackbone(
-        block, layers, cifar_stem=cifar_stem, width=width, zero_init_residual=zero_init_residual
+    if name in BACKBONE_CONFIGS:
+        if kwargs:
+            raise ValueError(
+                f"backbone {name!r} (specssl ResNet) takes no constructor kwargs, got "
+                f"{sorted(kwargs)}; use 'tv:{name}' for torchvision's constructor"
+            )
+        block, layers = BACKBONE_CONFIGS[name]
+        net = ResNetBackbone(
+            block, layers, cifar_stem=cifar_stem, width=width, zero_init_residual=zero_init_residual
+        )
+        net.name = name
+        return net
+    if is_external_name(name):
+        _check_width(width)
+        if zero_init_residual:
+            raise ValueError(
+                f"config key 'backbone.zero_init_residual': specssl ResNets only; for {name!r} "
+                "pass the library's own option as a constructor argument of a preset"
+            )
+        return build_external_backbone(name, width=width, kwargs=kwargs)
+    raise ValueError(
+        f"unknown backbone {name!r}; choose from {sorted(BACKBONE_CONFIGS)}, a preset "
+        f"{sorted(BACKBONE_PRESETS)}, 'timm:<model>' (any timm.create_model name) or "
+        "'tv:<model>' (a torchvision classification model)"
     )
-    net.name = name
-    return net
+
+
+def backbone_spec(backbone: nn.Module) -> BackboneSpec:
+    """The :class:`~specssl.models.external.BackboneSpec` of a built backbone.
+
+    Raises:
+        ValueError: ``backbone`` was not built by :func:`build_backbone` (no spec).
+    """
+    spec = getattr(backbone, "backbone_spec", None)
+    if not isinstance(spec, BackboneSpec):
+        raise ValueError(
+            f"{type(backbone).__name__} is not a specssl backbone (no backbone_spec); build it "
+            "with specssl.models.build_backbone"
+        )
+    return spec
 
 
 def to_torchvision_state_dict(backbone: nn.Module) -> dict[str, torch.Tensor]:
