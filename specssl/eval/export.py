@@ -1,4 +1,40 @@
-"""Export a pretrained backbone for downstream code: torchvision and detectron2 layouts.
+"""Export a pretrained backbone for downstream code, in its source library's own format.
+
+* specssl ResNets and ``tv:<model>`` backbones: a torchvision ``state_dict``
+  (:func:`export_torchvision`), or detectron2's layout for ResNets (:func:`export_detectron2`);
+* ``timm:<model>`` backbones (and the ViT presets): timm's own local model folder
+  (:func:`export_timm`).
+
+**timm** (:func:`export_timm`): a folder as ``timm.models.save_for_hf`` writes it,
+``config.json`` (``architecture``, ``num_classes: 0``, ``model_args`` = the constructor
+kwargs, e.g. ``img_size: 32, patch_size: 4``), ``model.safetensors`` and ``pytorch_model.bin``
+(the plain state dict), plus ``specssl_backbone.json`` (the
+:class:`~specssl.models.BackboneSpec`). Load it with timm alone::
+
+    model = timm.create_model("local-dir:/path/to/export", pretrained=True)
+
+or strictly into the constructor the config names::
+
+    model = timm.create_model(name, num_classes=0, **model_args)
+    model.load_state_dict(torch.load(folder / "pytorch_model.bin"), strict=True)
+
+(``include_classifier=True`` writes the online linear probe as timm's classifier and
+``num_classes: C``, so ``create_model(name, num_classes=C, **model_args)`` loads it.)
+
+**torchvision, any classification model** (``tv:<model>``): the plain state dict of the
+torchvision model whose classifier is ``nn.Identity`` (its keys minus the classifier's), and
+``<file>.json`` beside it with the spec: ``model``, ``kwargs`` and ``head_path``, the
+classifier's module path. Load it strictly with::
+
+    model = torchvision.models.get_model(spec["model"], weights=None, **spec["kwargs"])
+    model.set_submodule(spec["head_path"], torch.nn.Identity())
+    model.load_state_dict(torch.load(path, weights_only=True), strict=True)
+
+(``include_classifier=True`` writes the probe as ``<head_path>.weight`` / ``.bias``, so the
+constructor with ``num_classes=C`` loads it without replacing the head.)
+
+**specssl ResNets** (``resnet18`` / ``resnet34`` / ``resnet50``), below: torchvision's ResNet
+layout, no sidecar needed.
 
 **torchvision** (:func:`export_torchvision`): a plain ``state_dict`` (``dict[str, Tensor]``,
 loadable with ``torch.load(path, weights_only=True)``) with the key names and shapes of
@@ -45,6 +81,8 @@ detectron2's standard stem is 7×7 + max-pool, so its ``stem.conv1.weight`` will
 
 from __future__ import annotations
 
+import copy
+import json
 import pickle
 import re
 import warnings
@@ -54,21 +92,32 @@ from typing import Any
 
 import torch
 from torch import nn
+from torchvision.models.resnet import ResNet
 
-from specssl.eval.checkpoint import load_checkpoint
+from specssl.eval.checkpoint import LoadedCheckpoint, load_checkpoint
 from specssl.models.backbones import (
-    ResNetBackbone,
     backbone_from_state_dict,
+    backbone_spec,
     to_torchvision_state_dict,
 )
+from specssl.models.external import BackboneSpec, attach_spec, torchvision_constructor
 
 __all__ = [
+    "SPEC_FILE",
+    "export_backbone",
     "export_detectron2",
+    "export_timm",
     "export_torchvision",
+    "library_of",
     "load_exported",
     "to_detectron2",
     "torchvision_state_dict_of",
 ]
+
+#: The spec of a timm export, inside its folder.
+SPEC_FILE = "specssl_backbone.json"
+
+Source = str | Path | nn.Module | LoadedCheckpoint
 
 _BN_PARAMS = ("weight", "bias", "running_mean", "running_var")
 _STEM = re.compile(r"^(conv1\.weight|bn1\.(\w+))$")
@@ -79,64 +128,200 @@ _BLOCK = re.compile(
 )
 
 
-def _from_source(
-    source: str | Path | nn.Module, include_classifier: bool = False
-) -> tuple[dict[str, torch.Tensor], bool]:
-    """Torchvision-layout state dict and the stem flag of a checkpoint path or a backbone."""
+def _backbone_of(source: Source) -> tuple[nn.Module, Path | None]:
+    """The backbone of a checkpoint path / run directory / loaded checkpoint / module, and the
+    checkpoint file (``None`` for a bare module)."""
+    if isinstance(source, LoadedCheckpoint):
+        return source.backbone, source.path
     if isinstance(source, nn.Module):
-        if include_classifier:
-            raise ValueError("include_classifier needs a checkpoint, not a bare backbone")
-        return to_torchvision_state_dict(source), bool(getattr(source, "cifar_stem", False))
+        return source, None
     loaded = load_checkpoint(source)
-    state = to_torchvision_state_dict(loaded.backbone)
+    return loaded.backbone, loaded.path
+
+
+def _probe(ckpt: Path | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The online linear probe ``(weight (C, f), bias (C,))`` stored in checkpoint ``ckpt``."""
+    if ckpt is None:
+        raise ValueError("include_classifier needs a checkpoint, not a bare backbone")
+    raw = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    if "classifier.weight" not in raw:
+        raise ValueError(f"{ckpt} has no online-probe classifier to export")
+    return raw["classifier.weight"].detach().clone(), raw["classifier.bias"].detach().clone()
+
+
+def library_of(source: Source) -> str:
+    """``"timm"``, ``"torchvision"`` or ``"specssl"``: the library whose format ``source``'s
+    backbone exports to (:func:`export_backbone`'s ``"auto"``)."""
+    return backbone_spec(_backbone_of(source)[0]).library
+
+
+def _from_source(
+    source: Source, include_classifier: bool = False
+) -> tuple[dict[str, torch.Tensor], BackboneSpec]:
+    """Torchvision-layout state dict and the spec of a ResNet / ``tv:`` backbone's source."""
+    backbone, ckpt = _backbone_of(source)
+    spec = backbone_spec(backbone)
+    if spec.library == "timm":
+        raise ValueError(
+            f"{spec.name!r} is a timm backbone: export it in timm's format (--format timm)"
+        )
+    if isinstance(backbone, ResNet):
+        state = to_torchvision_state_dict(backbone)
+    else:
+        state = {k: v.detach().cpu().clone() for k, v in backbone.state_dict().items()}
     if include_classifier:
-        raw = torch.load(loaded.path, map_location="cpu", weights_only=False)["state_dict"]
-        if "classifier.weight" not in raw:
-            raise ValueError(f"{loaded.path} has no online-probe classifier to export")
-        state["fc.weight"] = raw["classifier.weight"].detach().clone()
-        state["fc.bias"] = raw["classifier.bias"].detach().clone()
-    return state, loaded.backbone.cifar_stem
+        weight, bias = _probe(ckpt)
+        state[f"{spec.head_path}.weight"], state[f"{spec.head_path}.bias"] = weight, bias
+    return state, spec
 
 
 def torchvision_state_dict_of(
-    source: str | Path | nn.Module, *, include_classifier: bool = False
+    source: Source, *, include_classifier: bool = False
 ) -> dict[str, torch.Tensor]:
     """The torchvision-layout state dict of a checkpoint (path / run directory) or backbone."""
     return _from_source(source, include_classifier)[0]
 
 
 def export_torchvision(
-    source: str | Path | nn.Module,
+    source: Source,
     out_path: str | Path,
     *,
     include_classifier: bool = False,
 ) -> Path:
-    """Write the backbone of ``source`` (a checkpoint path, run directory or backbone module)
-    as a plain torchvision ResNet ``state_dict`` to ``out_path`` (see the module docstring
-    for how to load it). Returns the written path."""
-    state = torchvision_state_dict_of(source, include_classifier=include_classifier)
+    """Write the backbone of ``source`` (a checkpoint path, run directory, loaded checkpoint or
+    backbone module) as a plain torchvision ``state_dict`` to ``out_path`` (see the module
+    docstring for how to load it); a ``tv:`` backbone also gets ``<out_path>.json`` (its
+    spec). Returns the written path."""
+    state, spec = _from_source(source, include_classifier)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, out)
+    if spec.library == "torchvision":
+        _write_json(_sidecar(out), spec.to_json())
     return out
 
 
-def load_exported(path: str | Path, name: str | None = None) -> ResNetBackbone:
-    """Rebuild the backbone from a :func:`export_torchvision` file (eval mode).
+def export_timm(source: Source, out_dir: str | Path, *, include_classifier: bool = False) -> Path:
+    """Write the timm backbone of ``source`` as timm's local model folder ``out_dir``
+    (``config.json``, ``model.safetensors``, ``pytorch_model.bin``, ``specssl_backbone.json``;
+    see the module docstring). Returns the folder.
 
-    Width and stem are read from ``conv1.weight``, the architecture from the block layout
-    (or ``name``); a written ``fc.*`` classifier is ignored. Output ``(B, out_dim)``.
+    Raises:
+        ValueError: the backbone is not a timm model, or its constructor kwargs are not JSON.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"exported backbone not found: {path}")
+    from timm.models import save_for_hf
+
+    backbone, ckpt = _backbone_of(source)
+    spec = backbone_spec(backbone)
+    if spec.library != "timm":
+        raise ValueError(
+            f"{spec.name!r} is not a timm backbone: export it with --format torchvision"
+        )
+    model_args = dict(spec.kwargs)
+    _check_json(model_args, spec.name)
+    model = copy.deepcopy(backbone).cpu().eval()
+    if include_classifier:
+        weight, bias = _probe(ckpt)
+        model.reset_classifier(int(weight.shape[0]))
+        head = model.get_classifier()
+        if not isinstance(head, nn.Linear) or head.weight.shape != weight.shape:
+            raise ValueError(
+                f"{spec.model}'s classifier {type(head).__name__} does not take the probe of "
+                f"shape {tuple(weight.shape)}"
+            )
+        with torch.no_grad():
+            head.weight.copy_(weight)
+            head.bias.copy_(bias)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_for_hf(model, str(out), model_args=model_args, safe_serialization="both")
+    _write_json(out / SPEC_FILE, spec.to_json())
+    return out
+
+
+def export_backbone(
+    source: Source, out: str | Path, *, fmt: str = "auto", include_classifier: bool = False
+) -> Path:
+    """Export in ``fmt``: ``"timm"``, ``"torchvision"``, ``"detectron2"`` or ``"auto"`` (the
+    backbone's own library: timm for ``timm:`` backbones, torchvision otherwise)."""
+    if not isinstance(source, LoadedCheckpoint | nn.Module):
+        source = load_checkpoint(source)
+    if fmt == "auto":
+        fmt = "timm" if library_of(source) == "timm" else "torchvision"
+    if fmt == "timm":
+        return export_timm(source, out, include_classifier=include_classifier)
+    if fmt == "torchvision":
+        return export_torchvision(source, out, include_classifier=include_classifier)
+    if fmt == "detectron2":
+        if include_classifier:
+            raise ValueError("include_classifier works with the torchvision and timm formats")
+        return export_detectron2(source, out)
+    raise ValueError(f"unknown export format {fmt!r} (auto|timm|torchvision|detectron2)")
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def _check_json(values: dict[str, Any], name: str) -> None:
+    try:
+        json.dumps(values)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"backbone {name!r}: constructor kwargs {values} are not JSON values, so the export "
+            "cannot record them"
+        ) from err
+
+
+def _write_json(path: Path, values: dict[str, Any]) -> None:
+    path.write_text(json.dumps(values, indent=2) + "\n")
+
+
+def _read_state(path: Path) -> Mapping[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # any unreadable file is reported the same way
         raise ValueError(f"{path} is not an exported state dict: {err}".splitlines()[0]) from err
     if not isinstance(state, Mapping):
         raise ValueError(f"{path} is not an exported state dict (holds {type(state).__name__})")
+    return state
+
+
+def load_exported(path: str | Path, name: str | None = None) -> nn.Module:
+    """Rebuild the backbone from an export (eval mode, ``(B, 3, H, W) -> (B, out_dim)``).
+
+    * a folder of :func:`export_timm`: through ``timm.create_model("local-dir:<folder>",
+      pretrained=True)``, a written classifier removed (``reset_classifier(0)``);
+    * a file with a ``<file>.json`` spec (a ``tv:`` backbone): the torchvision constructor
+      with the classifier replaced, loaded strictly (a written classifier is ignored);
+    * a specssl ResNet file: width and stem are read from ``conv1.weight``, the architecture
+      from the block layout (or ``name``); a written ``fc.*`` classifier is ignored.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return _load_timm_export(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"exported backbone not found: {path}")
+    state = _read_state(path)
+    if _sidecar(path).is_file():
+        spec = BackboneSpec(**json.loads(_sidecar(path).read_text()))
+        net = torchvision_constructor(spec)
+        head = f"{spec.head_path}."
+        net.load_state_dict({k: v for k, v in state.items() if not k.startswith(head)})
+        return attach_spec(net, spec).eval()
     return backbone_from_state_dict(state, name).eval()
+
+
+def _load_timm_export(folder: Path) -> nn.Module:
+    import timm
+
+    if not (folder / "config.json").is_file() or not (folder / SPEC_FILE).is_file():
+        raise ValueError(f"{folder} is not a timm export (no config.json / {SPEC_FILE})")
+    spec = BackboneSpec(**json.loads((folder / SPEC_FILE).read_text()))
+    net = timm.create_model(f"local-dir:{folder}", pretrained=True)
+    if net.num_classes != 0:
+        net.reset_classifier(0)
+    return attach_spec(net, spec).eval()
 
 
 def _d2_name(key: str) -> str | None:
@@ -181,10 +366,10 @@ def to_detectron2(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     return {"model": model, "__author__": "specssl", "matching_heuristics": True}
 
 
-def export_detectron2(source: str | Path | nn.Module, out_path: str | Path) -> Path:
+def export_detectron2(source: Source, out_path: str | Path) -> Path:
     """Write the backbone of ``source`` as a detectron2 ``.pkl`` (see :func:`to_detectron2`)."""
-    state, cifar_stem = _from_source(source)
-    if cifar_stem:
+    state, spec = _from_source(source)
+    if spec.kwargs.get("cifar_stem", False):
         warnings.warn(
             "the backbone has a CIFAR stem (3x3 conv1, no max-pool); detectron2's standard "
             "ResNet stem is 7x7 + max-pool, so stem.conv1.weight will not fit it",
