@@ -259,3 +259,47 @@ def test_fig3_report_states_the_float64_switch():
     }
     for t, vals in intl.items():
         assert f"T = {t} ({statistics.fmean(vals):.2f} ± {statistics.stdev(vals):.2f})" in md
+
+
+# ------------------------------------------------------------------- CW-RGP poster (c), (d)
+
+
+def test_whitening_loss_and_its_stop_gradient_proxy_have_the_same_gradient():
+    """The poster's ∂L/∂θ = ∂L′/∂θ, for every whitening, on a small float64 network."""
+    from specssl.experiments import cwrgp_poster as poster
+
+    gen = torch.Generator().manual_seed(5)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(10, 24), torch.nn.Tanh(), torch.nn.Linear(24, 32)
+    ).double()
+    x1, x2 = (torch.randn(16, 10, generator=gen, dtype=torch.float64) for _ in range(2))
+    params = list(net.parameters())
+    for name, phi in poster.whitenings(groups=2).items():
+        rec = poster.gradient_identity(lambda: (net(x1), net(x2)), params, phi)
+        assert rec["finite"], name
+        assert rec["rel_diff"] < 1e-12, (name, rec)
+        assert rec["proxy_over_loss"] == pytest.approx(2.0, rel=1e-12)
+        assert rec["cos_half1"] < 0.999 and rec["cos_half2"] < 0.999  # halves differ from it
+
+
+def test_axis_changes_sees_flips_and_permutations():
+    from specssl.experiments import cwrgp_poster as poster
+
+    gen = torch.Generator().manual_seed(6)
+    before = torch.randn(50, 6, generator=gen, dtype=torch.float64)
+    assert poster.axis_changes(before, before) == (0, 0)
+    now = before[:, [1, 0, 2, 3, 4, 5]].clone()
+    now[:, 3] *= -1
+    assert poster.axis_changes(now, before) == (1, 2)
+
+
+def test_cwrgp_poster_committed_reports_are_generated_from_their_records():
+    from specssl.experiments import cwrgp_poster as poster
+
+    meta, records = nx.read_records(poster.OUT_C)
+    assert (poster.OUT_C / "README.md").read_text() == poster.report_c(meta, records) + "\n"
+    assert all(r["rel_diff"] < 1e-6 for r in records)  # the identity, on the real batch
+    if (poster.OUT_D / "records.json").is_file():
+        data = nx.read_json(poster.OUT_D)
+        text = poster.report_d(data["meta"], data["run"])
+        assert (poster.OUT_D / "README.md").read_text() == text + "\n"
