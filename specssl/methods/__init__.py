@@ -7,6 +7,7 @@ from torch import nn
 from specssl.methods.base import Method, MethodOutput
 from specssl.methods.contrastive import MoCoV2, SimCLR
 from specssl.methods.momentum import DINO, INTLM
+from specssl.methods.newer import EMPSSL, MEC, MMCR, CorInfoMax, FroSSL, LeJEPA, ReSA
 from specssl.methods.redundancy import BarlowTwins, VICReg
 from specssl.methods.siamese import BYOL, SimSiam
 from specssl.methods.swav import SwAV
@@ -40,6 +41,13 @@ METHODS: dict[str, type[Method]] = {
         BYOL,
         SimSiam,
         DINO,
+        MEC,
+        CorInfoMax,
+        EMPSSL,
+        MMCR,
+        FroSSL,
+        LeJEPA,
+        ReSA,
     )
 }
 
@@ -58,15 +66,22 @@ __all__ = [
     "BYOL",
     "CWRGP",
     "DINO",
+    "EMPSSL",
     "INTL",
     "INTLM",
+    "MEC",
     "METHODS",
+    "MMCR",
     "WMSE",
     "BarlowTwins",
+    "CorInfoMax",
+    "FroSSL",
     "IterNormOnly",
+    "LeJEPA",
     "Method",
     "MethodOutput",
     "MoCoV2",
+    "ReSA",
     "STPower",
     "ShuffledDBN",
     "SimCLR",
