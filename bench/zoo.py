@@ -51,7 +51,7 @@ from pathlib import Path
 
 import torch
 
-from specssl.eval.knn import knn_accuracy
+from specssl.core.knn import knn_accuracy
 from specssl.experiments.sweep import git_commit, utc_now, without_unchanging
 from specssl.methods.semantics import earlier_overrides, resolve_semantics
 from specssl.train.callbacks import eval_mode

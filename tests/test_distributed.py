@@ -8,8 +8,8 @@ from helpers import run_gloo
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from specssl.core.distributed import gather_with_grad, world_size
 from specssl.losses import CWRGPLoss, INTLLoss, WMSELoss
-from specssl.train.distributed import gather_with_grad, world_size
 
 M, D_IN, D = 16, 12, 6  # global batch, input dim, embedding dim
 

@@ -21,7 +21,7 @@ from specssl.data.datasets import build_dataset, dataset_stats
 from specssl.eval.checkpoint import CheckpointError, load_checkpoint
 from specssl.eval.export import export_detectron2, export_torchvision, load_exported, to_detectron2
 from specssl.eval.features import cached_features
-from specssl.eval.knn import knn_accuracy
+from specssl.core.knn import knn_accuracy
 from specssl.eval.linear import LinearSGDConfig, linear_eval_sgd, linear_probe
 from specssl.train.config import load_config
 from specssl.train.datamodule import Normalize
@@ -634,7 +634,7 @@ def test_cli_finetune_with_a_preset_records_it(tiny_ckpt, tmp_path, capsys):
 def test_euclidean_knn_is_the_authors_majority_vote():
     """W-MSE's eval_knn: the k nearest by torch.cdist, the most frequent label (transcribed);
     where several labels are equally frequent ours takes the nearer ones' (checked apart)."""
-    from specssl.eval.knn import knn_predict
+    from specssl.core.knn import knn_predict
 
     g = torch.Generator().manual_seed(0)
     train, test = torch.randn(300, 6, generator=g) * 3, torch.randn(80, 6, generator=g) * 3

@@ -20,9 +20,9 @@ from helpers import run_gloo
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from specssl.core.distributed import gather_with_grad
 from specssl.losses import BarlowTwinsLoss, SwAVLoss, VICRegLoss, sinkhorn_knopp
 from specssl.train.config import ConfigError, MethodConfig
-from specssl.train.distributed import gather_with_grad
 
 # specssl.methods / specssl.models (torchvision) are imported inside the method tests only: the
 # spawned DDP workers import this module, and keeping them light keeps the spawn fast.

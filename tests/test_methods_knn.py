@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from specssl.eval.knn import knn_accuracy, knn_predict
+from specssl.core.knn import knn_accuracy, knn_predict
 from specssl.methods import METHODS, build_method
 from specssl.models import build_backbone
 from specssl.train.config import ConfigError, MethodConfig

@@ -231,9 +231,9 @@ def test_study_reproduces_paper_claims():
 def test_cli_argument_types_accept_valid_and_reject_bad_values(parse, good, bad):
     import argparse
 
-    import specssl.cli
+    import specssl.core.arguments
 
-    fn = getattr(specssl.cli, parse)
+    fn = getattr(specssl.core.arguments, parse)
     for text, value in good.items():
         assert fn(text) == value
     for text in bad:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from specssl.cli import non_negative_float, positive_float, positive_int
+from specssl.core.arguments import non_negative_float, positive_float, positive_int
 from specssl.eval.protocols import EVAL_PRESETS, add_preset_argument, record
 
 HELP = "evaluate a checkpoint: kNN, fast linear probe, or the SGD linear protocol"
@@ -327,7 +327,7 @@ def _num_classes(train_y, test_y) -> int:
 
 
 def _knn(features, args) -> dict[str, Any]:
-    from specssl.eval.knn import knn_accuracy
+    from specssl.core.knn import knn_accuracy
 
     (train_x, train_y), (test_x, test_y) = features
     labeled = train_y >= 0

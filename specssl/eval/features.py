@@ -23,7 +23,7 @@ from torchvision.transforms import v2
 from specssl.data.datasets import build_dataset, dataset_stats
 from specssl.eval.checkpoint import LoadedCheckpoint
 from specssl.train.config import DataConfig
-from specssl.train.datamodule import _IMAGENET_CROP, _IMAGENET_EVAL_RESIZE, Normalize
+from specssl.train.datamodule import IMAGENET_CROP, IMAGENET_EVAL_RESIZE, Normalize
 
 __all__ = [
     "cached_features",
@@ -49,8 +49,8 @@ def eval_image_transform(data: DataConfig):
         return v2.Compose(
             [
                 v2.ToImage(),
-                v2.Resize(_IMAGENET_EVAL_RESIZE, antialias=True),
-                v2.CenterCrop(_IMAGENET_CROP),
+                v2.Resize(IMAGENET_EVAL_RESIZE, antialias=True),
+                v2.CenterCrop(IMAGENET_CROP),
             ]
         )
     return None
@@ -62,7 +62,7 @@ def linear_train_transform(data: DataConfig, crop_scale: tuple[float, float] = (
     Crop size: 224 (imagefolder), 96 (stl10), 32 otherwise. Output: uint8 ``(3, H, W)``
     (normalisation runs batched on the device).
     """
-    size = {"imagefolder": _IMAGENET_CROP, "stl10": 96}.get(data.name, 32)
+    size = {"imagefolder": IMAGENET_CROP, "stl10": 96}.get(data.name, 32)
     steps = [v2.ToImage()] if data.name == "imagefolder" else []
     return v2.Compose(
         [

@@ -100,7 +100,7 @@ class LinearSGDPreset(_Preset):
 @dataclass(frozen=True)
 class ProbePreset(_Preset):
     """``specssl eval -p knn linear``: kNN and a linear classifier on cached frozen features of
-    un-augmented images (:func:`specssl.eval.knn.knn_accuracy`,
+    un-augmented images (:func:`specssl.core.knn.knn_accuracy`,
     :func:`specssl.eval.linear.linear_probe`)."""
 
     optimizer: str  # linear: "adam" | "sgd" | "lbfgs"

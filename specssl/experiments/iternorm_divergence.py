@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 from specssl.experiments import numerics as nx
-from specssl.spectral._common import (
+from specssl.spectral.common import (
     Axis,
     centred_moments,
     from_groups,

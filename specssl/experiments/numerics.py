@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from specssl.spectral._common import Axis
+from specssl.spectral.common import Axis
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from specssl.core import NonFiniteError, SingularCovarianceError
 from specssl.methods.semantics import earlier_overrides, resolve_semantics
 from specssl.train.config import Config, ConfigError, load_config
 from specssl.train.module import TrainingDivergedError
@@ -107,7 +108,13 @@ def irrelevant_optim_keys(optimizer: str) -> set[str]:
 #: Options added to :class:`Config` after runs were recorded, with their defaults. While an
 #: option holds its default it is left out of hashes and recipe comparisons, so adding it
 #: does not orphan every cached run (or mark every recorded row stale).
-LATER_OPTIONS: dict[tuple[str, ...], Any] = {("optim", "static_lr"): [], ("data", "augment"): []}
+LATER_OPTIONS: dict[tuple[str, ...], Any] = {
+    ("optim", "static_lr"): [],
+    ("data", "augment"): [],
+    ("data", "validate_images"): False,
+    ("optim", "exclude_tokens"): True,
+    ("optim", "final_weight_decay"): None,
+}
 
 
 def without_unchanging(data: dict[str, Any]) -> dict[str, Any]:
@@ -221,10 +228,7 @@ def is_numerical_failure(err: BaseException) -> bool:
     """A whitening that cannot be computed (singular covariance, failed decomposition)."""
     if isinstance(err, ConfigError):
         return False
-    if isinstance(err, torch.linalg.LinAlgError):
-        return True
-    text = str(err)
-    return isinstance(err, ValueError) and ("positive definite" in text or "non-finite" in text)
+    return isinstance(err, torch.linalg.LinAlgError | NonFiniteError | SingularCovarianceError)
 
 
 def _finite_or_none(value: Any) -> float | None:

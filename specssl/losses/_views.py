@@ -8,7 +8,7 @@ from itertools import combinations
 import torch
 import torch.nn.functional as F
 
-from specssl.spectral._common import check_embedding
+from specssl.spectral.common import check_embedding
 
 
 def parse_views(

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from specssl.losses._views import parse_views, view_pairs
-from specssl.spectral._common import compute_dtype, full_precision
+from specssl.spectral.common import compute_dtype, full_precision
 
 
 def batch_standardize(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

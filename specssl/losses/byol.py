@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from specssl.spectral._common import check_embedding, compute_dtype
+from specssl.spectral.common import check_embedding, compute_dtype
 
 
 def _check_pair(p: torch.Tensor, z: torch.Tensor, loss_name: str) -> None:

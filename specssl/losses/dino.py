@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from specssl.spectral._common import check_embedding, full_precision
+from specssl.core.distributed import all_reduce_
+from specssl.spectral.common import check_embedding, full_precision
 
 
 def _check_outputs(outs: Sequence[torch.Tensor], who: str, out_dim: int) -> list[torch.Tensor]:
@@ -157,8 +157,7 @@ class DINOLoss(nn.Module):
         (row sums and counts all-reduced across ranks)."""
         t = torch.cat([v.detach() for v in teacher_out]).to(self.center.dtype)
         stats = torch.cat([t.sum(0), t.new_tensor([t.shape[0]])])  # (K + 1,): sum, count
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(stats, op=dist.ReduceOp.SUM)
+        all_reduce_(stats)
         batch_center = stats[:-1] / stats[-1]
         self.center.mul_(self.center_momentum).add_(batch_center, alpha=1 - self.center_momentum)
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from specssl.losses._views import mean_pairwise_normalized_mse, normalized_mse, parse_views
 from specssl.spectral import covariance_diagonal, iternorm
-from specssl.spectral._common import Axis, check_axis, compute_dtype, full_precision
+from specssl.spectral.common import Axis, check_axis, compute_dtype, full_precision
 from specssl.spectral.iternorm import Iteration, check_iteration
 
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from specssl.losses.ntxent import check_temperature
-from specssl.spectral._common import check_embedding, compute_dtype, full_precision
+from specssl.spectral.common import check_embedding, compute_dtype, full_precision
 
 
 def check_query_key_queue(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor) -> None:

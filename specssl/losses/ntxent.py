@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from specssl.losses._views import parse_views
-from specssl.spectral._common import compute_dtype, full_precision
+from specssl.spectral.common import compute_dtype, full_precision
 
 
 def check_temperature(temperature: float, loss_name: str) -> None:

@@ -36,7 +36,7 @@ from torch import nn
 
 from specssl.losses._views import normalized_mse, parse_views, view_pairs
 from specssl.spectral import random_group_whiten, whiten
-from specssl.spectral._common import compute_dtype, full_precision
+from specssl.spectral.common import compute_dtype, full_precision
 
 Distance = Literal["mse", "nmse"]
 DISTANCES = ("mse", "nmse")

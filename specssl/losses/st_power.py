@@ -8,7 +8,7 @@ from torch import nn
 from specssl.losses._views import mean_pairwise_normalized_mse, parse_views
 from specssl.losses.wmse import sub_batched_whitening_loss
 from specssl.spectral import power_transform
-from specssl.spectral._common import Axis, check_axis, compute_dtype, full_precision
+from specssl.spectral.common import Axis, check_axis, compute_dtype, full_precision
 
 PRECISIONS = {"float32", "float64"}
 

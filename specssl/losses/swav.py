@@ -6,23 +6,12 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from specssl.core.distributed import all_reduce_, is_distributed
 from specssl.losses._views import parse_views
-from specssl.spectral._common import check_embedding, compute_dtype, full_precision
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def _all_reduce(t: torch.Tensor, op: str = "sum") -> torch.Tensor:
-    """In-place ``all_reduce`` (``"sum"`` or ``"max"``) when running distributed; returns ``t``."""
-    if _distributed():
-        dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
-    return t
+from specssl.spectral.common import check_embedding, compute_dtype, full_precision
 
 
 def _logsumexp(x: torch.Tensor, dim: int | None, across_ranks: bool) -> torch.Tensor:
@@ -30,12 +19,12 @@ def _logsumexp(x: torch.Tensor, dim: int | None, across_ranks: bool) -> torch.Te
     ``across_ranks`` the sum also runs over every rank's ``x`` (two all-reduces)."""
     m = x.amax() if dim is None else x.amax(dim=dim, keepdim=True)
     if across_ranks:
-        m = _all_reduce(m.clone(), "max")
+        m = all_reduce_(m.clone(), "max")
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
     e = torch.exp(x - m)
     total = e.sum() if dim is None else e.sum(dim=dim, keepdim=True)
     if across_ranks:
-        total = _all_reduce(total)
+        total = all_reduce_(total)
     return m + torch.log(total)
 
 
@@ -74,11 +63,11 @@ def sinkhorn_knopp(scores: torch.Tensor, n_iters: int = 3, epsilon: float = 0.05
         raise ValueError(f"sinkhorn_knopp n_iters must be an int >= 1, got {n_iters!r}")
     if epsilon <= 0:
         raise ValueError(f"sinkhorn_knopp epsilon must be > 0, got {epsilon}")
-    dist_on = _distributed()
+    dist_on = is_distributed()
     with full_precision(scores):
         log_q = (scores.detach().to(compute_dtype(scores)) / epsilon).T  # (K, B) as in the paper
         n = torch.tensor(float(log_q.shape[1]), dtype=log_q.dtype, device=log_q.device)
-        log_b = torch.log(_all_reduce(n))  # global batch size B
+        log_b = torch.log(all_reduce_(n))  # global batch size B
         log_k = math.log(log_q.shape[0])
         log_q = log_q - _logsumexp(log_q, None, dist_on)  # total mass 1
         for _ in range(n_iters):

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from specssl.losses._views import parse_views, view_pairs
-from specssl.spectral._common import compute_dtype, full_precision
+from specssl.spectral.common import compute_dtype, full_precision
 
 
 def variance_term(z: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4) -> torch.Tensor:

@@ -9,7 +9,7 @@ from torch import nn
 
 from specssl.losses._views import normalized_mse, parse_views, view_pairs
 from specssl.spectral import centre_channels, random_group_whiten, sub_batch_whiten, whiten
-from specssl.spectral._common import Axis, check_axis, compute_dtype, full_precision
+from specssl.spectral.common import Axis, check_axis, compute_dtype, full_precision
 
 WhitenFn = Callable[[torch.Tensor], torch.Tensor]
 

@@ -39,7 +39,7 @@ from torch import nn
 
 from specssl.losses._views import parse_views, view_pairs
 from specssl.spectral import power_function, symmetric_matrix_function
-from specssl.spectral._common import (
+from specssl.spectral.common import (
     Axis,
     check_axis,
     compute_dtype,

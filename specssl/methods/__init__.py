@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from torch import nn
 
+from specssl.core import ConfigError
 from specssl.methods.base import Method, MethodOutput
+from specssl.methods.config import MethodConfig
 from specssl.methods.contrastive import MoCoV2, SimCLR
 from specssl.methods.momentum import DINO, INTLM
 from specssl.methods.newer import EMPSSL, MEC, MMCR, CorInfoMax, FroSSL, LeJEPA, ReSA
@@ -20,7 +22,6 @@ from specssl.methods.whitening import (
     STPower,
     ZeroCL,
 )
-from specssl.train.config import ConfigError, MethodConfig
 
 METHODS: dict[str, type[Method]] = {
     cls.name: cls

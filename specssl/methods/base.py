@@ -16,9 +16,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from specssl.core import ConfigError
+from specssl.core.distributed import gather_with_grad
+from specssl.methods.config import MethodConfig
 from specssl.models import MLPHead
-from specssl.train.config import ConfigError, MethodConfig
-from specssl.train.distributed import gather_with_grad
 
 
 @dataclass

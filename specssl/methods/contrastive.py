@@ -12,10 +12,11 @@ from itertools import permutations
 from typing import Any, ClassVar
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from specssl.core import ConfigError
+from specssl.core.distributed import all_gather_rows
 from specssl.losses import MoCoLoss, NTXentLoss
 from specssl.methods.base import (
     Method,
@@ -25,9 +26,8 @@ from specssl.methods.base import (
     encode_views,
     method_options,
 )
+from specssl.methods.config import MethodConfig
 from specssl.models import MLPHead, cosine_momentum, ema_update_, make_target
-from specssl.train.config import ConfigError, MethodConfig
-from specssl.train.distributed import world_size
 
 
 def contrastive_projector(in_dim: int, cfg: MethodConfig, batch_norm: bool) -> MLPHead:
@@ -44,19 +44,6 @@ def contrastive_projector(in_dim: int, cfg: MethodConfig, batch_norm: bool) -> M
         num_layers=cfg.proj_layers,
         batch_norm=batch_norm,
     )
-
-
-@torch.no_grad()
-def all_gather_rows(t: torch.Tensor) -> torch.Tensor:
-    """``(m, d)`` from every rank concatenated in rank order, ``(W m, d)``; no autograd.
-
-    Identity when not running distributed. Every rank must pass the same ``m``.
-    """
-    if world_size() == 1:
-        return t
-    parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, t.contiguous())
-    return torch.cat(parts)
 
 
 class SimCLR(SymmetricLossMethod):

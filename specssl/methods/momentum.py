@@ -14,12 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from specssl.core import ConfigError
+from specssl.core.distributed import gather_with_grad
 from specssl.losses import DINOLoss, INTLLoss
 from specssl.methods.base import Method, MethodOutput, build_loss, encode_views, method_options
+from specssl.methods.config import MethodConfig
 from specssl.methods.whitening import iternorm_of
 from specssl.models import cosine_momentum, ema_update_, make_target
-from specssl.train.config import ConfigError, MethodConfig
-from specssl.train.distributed import gather_with_grad
 
 
 class MomentumMethod(Method):

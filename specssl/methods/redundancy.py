@@ -17,7 +17,7 @@ from torch import nn
 from specssl.losses import BarlowTwinsLoss, VICRegLoss
 from specssl.losses.barlow import batch_standardize
 from specssl.methods.base import SymmetricLossMethod
-from specssl.train.config import MethodConfig
+from specssl.methods.config import MethodConfig
 
 
 class BarlowTwins(SymmetricLossMethod):

@@ -10,9 +10,9 @@ from torch import nn
 
 from specssl.losses import NegativeCosineLoss
 from specssl.methods.base import Method, MethodOutput, build_loss
+from specssl.methods.config import MethodConfig
 from specssl.methods.momentum import MomentumMethod
 from specssl.models import MLPHead
-from specssl.train.config import MethodConfig
 
 
 def predictor_for(cfg: MethodConfig) -> MLPHead:

@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from specssl.core import ConfigError
 from specssl.losses import SwAVLoss
 from specssl.methods.base import Method, MethodOutput, build_loss, method_options
-from specssl.train.config import ConfigError, MethodConfig
+from specssl.methods.config import MethodConfig
 
 
 class SwAV(Method):

@@ -1,10 +1,10 @@
 """The spectral layer: every whitening and spectral transformation of the papers, in one place.
 
 Embeddings are ``z: (..., m, d)`` (``m`` samples, ``d`` channels). See
-:mod:`specssl.spectral._common` for the batch/channel axes and groups.
+:mod:`specssl.spectral.common` for the batch/channel axes and groups.
 """
 
-from specssl.spectral._common import covariance_diagonal
+from specssl.spectral.common import covariance_diagonal
 from specssl.spectral.eig import (
     cholesky_whiten,
     pca_whiten,

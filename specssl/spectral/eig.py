@@ -23,7 +23,8 @@ from collections.abc import Callable
 
 import torch
 
-from specssl.spectral._common import (
+from specssl.core.errors import SingularCovarianceError
+from specssl.spectral.common import (
     Axis,
     center,
     centred_moments,
@@ -191,7 +192,7 @@ def pca_whiten(
 
 
 def raise_not_positive_definite(axis: str, n: int, c: int) -> None:
-    raise ValueError(
+    raise SingularCovarianceError(
         f"cholesky_whiten on the {axis} axis: the {c}x{c} covariance is not positive "
         f"definite (estimated from n={n} observations; needs c <= n - 1 and no "
         "collinear or constant channels). Use eps > 0, more groups, the other axis, "

@@ -54,7 +54,7 @@ from typing import Literal
 
 import torch
 
-from specssl.spectral._common import (
+from specssl.spectral.common import (
     Axis,
     centred_moments,
     grouped_apply,

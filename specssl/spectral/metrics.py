@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from specssl.spectral._common import (
+from specssl.spectral.common import (
     Axis,
     center,
     check_axis,

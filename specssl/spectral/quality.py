@@ -26,7 +26,7 @@ import math
 
 import torch
 
-from specssl.spectral._common import check_embedding, full_precision
+from specssl.spectral.common import check_embedding, full_precision
 
 #: RankMe's ε (Garrido et al. 2023): ``p_k = σ_k / ‖σ‖_1 + ε``.
 RANKME_EPS = 1e-7

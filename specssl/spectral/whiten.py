@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from specssl.spectral._common import Axis, check_axis
+from specssl.spectral.common import Axis, check_axis
 from specssl.spectral.eig import cholesky_whiten, pca_whiten, power_transform
 from specssl.spectral.iternorm import iternorm
 

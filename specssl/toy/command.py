@@ -10,7 +10,7 @@ import argparse
 import time
 from pathlib import Path
 
-from specssl.cli import non_negative_float, positive_float, positive_int
+from specssl.core.arguments import non_negative_float, positive_float, positive_int
 from specssl.toy.config import (
     COLLAPSE_THRESHOLD,
     DEFAULT_SETTINGS,

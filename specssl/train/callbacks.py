@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from specssl.eval.knn import knn_accuracy
+from specssl.core.knn import knn_accuracy
 from specssl.spectral import EmbeddingSpectra, embedding_spectra
 from specssl.train.rundir import replace_link
 

@@ -15,9 +15,8 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-
-class ConfigError(ValueError):
-    """A bad configuration key, value or path, reported in one line."""
+from specssl.core.errors import ConfigError
+from specssl.methods.config import MethodConfig
 
 
 @dataclass
@@ -62,22 +61,6 @@ class BackboneConfig:
     # (embed_dim = num_heads x width; 64 = the model as timm defines it); others: 64 only
     width: int = 64
     zero_init_residual: bool = False  # specssl ResNets only
-
-
-@dataclass
-class MethodConfig:
-    name: str = "intl"
-    proj_hidden_dim: int = 2048
-    proj_output_dim: int = 2048
-    proj_layers: int = 3
-    pred_hidden_dim: int = 512  # predictor heads (BYOL, SimSiam)
-    loss: dict[str, Any] = field(default_factory=dict)  # loss constructor kwargs
-    options: dict[str, Any] = field(default_factory=dict)  # method-specific network options
-    # Which views share a BatchNorm batch: auto (the method's authors) | per_view | joint |
-    # backbone_per_view (see specssl.methods.base.encode_views)
-    forward: str = "auto"
-    base_tau: float = 0.99  # momentum methods: EMA start (cosine to final_tau)
-    final_tau: float = 1.0
 
 
 @dataclass

@@ -25,7 +25,7 @@ from specssl.data.augment import (
 from specssl.data.datasets import DATASET_NAMES, TensorImageDataset, build_dataset
 from specssl.train.config import Config, ConfigError, DataConfig
 
-_IMAGENET_EVAL_RESIZE, _IMAGENET_CROP = 256, 224
+IMAGENET_EVAL_RESIZE, IMAGENET_CROP = 256, 224
 
 
 class Normalize(nn.Module):
@@ -166,8 +166,8 @@ class SSLDataModule(L.LightningDataModule):
             return v2.Compose(
                 [
                     v2.ToImage(),
-                    v2.Resize(_IMAGENET_EVAL_RESIZE, antialias=True),
-                    v2.CenterCrop(_IMAGENET_CROP),
+                    v2.Resize(IMAGENET_EVAL_RESIZE, antialias=True),
+                    v2.CenterCrop(IMAGENET_CROP),
                 ]
             )
         return None

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from specssl.core import NonFiniteError
 from specssl.methods import Method, MethodOutput, build_method
 from specssl.models import build_backbone
 from specssl.spectral import spectral_summary
@@ -143,10 +144,8 @@ class SSLModule(L.LightningModule):
         self._stage_outputs.clear()
         try:
             out = self.method(views)
-        except ValueError as err:  # a spectral op met a non-finite embedding
-            if "non-finite" in str(err):
-                raise self._diverged(views, None, str(err).splitlines()[0]) from err
-            raise
+        except NonFiniteError as err:  # a spectral op met a non-finite embedding
+            raise self._diverged(views, None, str(err).splitlines()[0]) from err
         self._check_finite(views, out)
         self._stage_outputs.clear()
         self._last_finite = (self.global_step, out.embeddings[0].detach())
