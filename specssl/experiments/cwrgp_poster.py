@@ -387,9 +387,10 @@ def report_d(meta: dict[str, Any], run: dict[str, Any]) -> str:
             f"sign of {statistics_mean(pca['flips']):.1f} and moves "
             f"{statistics_mean(pca['moves']):.1f} of its {d} axes per step on average "
             f"(flips in {frac(pca['flips'])} steps); ZCA {statistics_mean(zca['flips']):.1f} "
-            f"and {statistics_mean(zca['moves']):.1f}. The embedding itself changes little "
-            "per step (ZCA's change bounds how much the whitened embedding moved); PCA's "
-            "volatility is the eigenbasis's sign and order, as the poster says.",
+            f"and {statistics_mean(zca['moves']):.1f}. ZCA's change is the whitened "
+            "embedding's own movement under training at this learning rate (not small at "
+            "the start of training); PCA adds the eigenbasis's sign flips and reordering on "
+            "top of it, as the poster says.",
             "",
             "## Results",
             "",
