@@ -114,6 +114,8 @@ LATER_OPTIONS: dict[tuple[str, ...], Any] = {
     ("data", "validate_images"): False,
     ("optim", "exclude_tokens"): True,
     ("optim", "final_weight_decay"): None,
+    ("trainer", "channels_last"): False,
+    ("trainer", "compile"): False,
 }
 
 

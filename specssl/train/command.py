@@ -56,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
             build_run(cfg)
             print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
             return 0
+        if cfg.trainer.precision == "auto":
+            from specssl.train.precision import resolve_precision
+
+            chosen, reason = resolve_precision("auto", cfg.trainer.accelerator)
+            print(f"specssl pretrain: precision {chosen} ({reason})", file=sys.stderr)
         result = pretrain(cfg, resume=args.resume)
     except (ConfigError, FileNotFoundError) as err:
         raise argparse.ArgumentTypeError(str(err).splitlines()[0]) from None

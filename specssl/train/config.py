@@ -94,7 +94,11 @@ class TrainerConfig:
     devices: str = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
-    precision: str = "32-true"  # e.g. bf16-mixed, 16-mixed
+    # 32-true | bf16-mixed | 16-mixed | auto (bf16-mixed where the hardware computes bf16
+    # natively, else 32-true: specssl.train.precision)
+    precision: str = "32-true"
+    channels_last: bool = False  # backbone weights and images in channels_last memory format
+    compile: bool = False  # torch.compile the backbone (nn.Module.compile: same state-dict keys)
     sync_batchnorm: bool = True
     log_every_n_steps: int = 10
     gradient_clip_val: float | None = None

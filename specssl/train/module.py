@@ -112,6 +112,13 @@ class SSLModule(L.LightningModule):
             zero_init_residual=cfg.backbone.zero_init_residual,
         )
         self.method: Method = build_method(backbone, cfg.method)
+        self.memory_format = (
+            torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
+        )
+        if cfg.trainer.channels_last:
+            self.method.to(memory_format=torch.channels_last)
+        if cfg.trainer.compile:
+            backbone.compile()  # in place: parameter names and checkpoints stay the same
         warn_if_rank_deficient_by_construction(self.method, cfg.data.batch_size)
         self.classifier = nn.Linear(backbone.out_dim, num_classes)
         self.augment = augment
@@ -132,11 +139,13 @@ class SSLModule(L.LightningModule):
     # ----------------------------------------------------------------- training
     def views_of(self, images: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:
         if isinstance(images, list | tuple):
-            return list(images)
-        if self.augment is None:
+            views = list(images)
+        elif self.augment is None:
             raise ValueError("batch is a single image tensor but no on-device augmentation is set")
-        with torch.no_grad():
-            return self.augment(images)
+        else:
+            with torch.no_grad():
+                views = self.augment(images)
+        return [v.contiguous(memory_format=self.memory_format) for v in views]
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, labels = batch
@@ -234,7 +243,7 @@ class SSLModule(L.LightningModule):
         """Backbone features ``(B, feat_dim)`` of un-augmented images (eval transform applied)."""
         if self.eval_transform is not None:
             images = self.eval_transform(images)
-        return self.backbone(images)
+        return self.backbone(images.contiguous(memory_format=self.memory_format))
 
     def validation_step(self, batch, batch_idx: int) -> None:
         images, labels = batch

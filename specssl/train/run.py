@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from specssl.train.config import Config, ConfigError, save_config
 from specssl.train.csv_log import ResumableCSVLogger
 from specssl.train.datamodule import SSLDataModule
 from specssl.train.module import SSLModule, TrainingDivergedError
+from specssl.train.precision import resolve_precision
 from specssl.train.rundir import (
     RunLock,
     check_disk_space,
@@ -192,6 +193,8 @@ def _pretrain_locked(
     extra_callbacks: list[L.Callback] | None,
 ) -> PretrainResult:
     remove_partial_writes(run_dir)
+    precision, precision_reason = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    cfg = replace(cfg, trainer=replace(cfg.trainer, precision=precision))  # saved resolved
     ckpt_path = resolve_resume(cfg, resume)
     resume_step = checkpoint_step(ckpt_path)
     changes = check_resume_config(cfg, run_dir, resume_step) if ckpt_path is not None else []
@@ -247,6 +250,8 @@ def _pretrain_locked(
         steps=int(trainer.global_step),
         extra={
             "images_per_s": _throughput(trainer, cfg, wall),
+            "precision": precision,
+            "precision_reason": precision_reason,
             "spectrum_initial": spectrum.scalars(epoch=0),
             "global_rank": int(trainer.global_rank),
         },
@@ -294,6 +299,8 @@ def format_summary(result: PretrainResult) -> str:
         f"steps: {result.steps}, wall time: {result.wall_time_s:.1f} s, "
         f"{result.extra.get('images_per_s', 0):.1f} images/s",
     ]
+    if "precision" in result.extra:
+        lines.append(f"precision: {result.extra['precision']} ({result.extra['precision_reason']})")
     if result.knn_final:
         for key, value in result.knn_final.items():
             if key.startswith("top1"):
