@@ -17,11 +17,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from specssl.cli import main
+from specssl.core.knn import knn_accuracy
 from specssl.data.datasets import build_dataset, dataset_stats
 from specssl.eval.checkpoint import CheckpointError, load_checkpoint
 from specssl.eval.export import export_detectron2, export_torchvision, load_exported, to_detectron2
 from specssl.eval.features import cached_features
-from specssl.core.knn import knn_accuracy
 from specssl.eval.linear import LinearSGDConfig, linear_eval_sgd, linear_probe
 from specssl.train.config import load_config
 from specssl.train.datamodule import Normalize
