@@ -76,6 +76,15 @@ def head_on_views(head: nn.Module, xs: list[torch.Tensor], forward: str) -> list
     return list(head(torch.cat(xs)).split([x.shape[0] for x in xs]))
 
 
+def projection_head(in_dim: int, cfg: MethodConfig, **head_options: Any) -> MLPHead:
+    """The projector of ``cfg``: ``cfg.proj_layers`` Linear layers ``in_dim -> proj_hidden_dim
+    -> ... -> proj_output_dim``; ``head_options`` are :class:`~specssl.models.MLPHead`'s
+    (``batch_norm``, ``last_batch_norm``, ``last_bias``, ...)."""
+    return MLPHead(
+        in_dim, cfg.proj_hidden_dim, cfg.proj_output_dim, num_layers=cfg.proj_layers, **head_options
+    )
+
+
 class Method(nn.Module):
     """Base class. Subclasses set ``name`` and build their loss in ``__init__``."""
 
@@ -91,9 +100,7 @@ class Method(nn.Module):
         self.options = method_options(cfg, self.name, self.OPTIONS)
         self.forward_mode = resolve_forward(cfg, self.authors_forward)
         self.backbone = backbone
-        self.projector = MLPHead(
-            backbone.out_dim, cfg.proj_hidden_dim, cfg.proj_output_dim, num_layers=cfg.proj_layers
-        )
+        self.projector = projection_head(backbone.out_dim, cfg)
 
     @property
     def embedding_dim(self) -> int:

@@ -25,6 +25,7 @@ from specssl.methods.base import (
     build_loss,
     encode_views,
     method_options,
+    projection_head,
 )
 from specssl.methods.config import MethodConfig
 from specssl.models import MLPHead, cosine_momentum, ema_update_, make_target
@@ -37,11 +38,9 @@ def contrastive_projector(in_dim: int, cfg: MethodConfig, batch_norm: bool) -> M
             "config key 'method.options.proj_batch_norm': must be true or false, "
             f"got {batch_norm!r}"
         )
-    return MLPHead(
+    return projection_head(
         in_dim,
-        cfg.proj_hidden_dim,
-        cfg.proj_output_dim,
-        num_layers=cfg.proj_layers,
+        cfg,
         batch_norm=batch_norm,
     )
 

@@ -34,11 +34,11 @@ from specssl.methods.base import (
     SymmetricLossMethod,
     build_loss,
     encode_views,
+    projection_head,
 )
 from specssl.methods.config import MethodConfig
 from specssl.methods.momentum import MomentumMethod
 from specssl.methods.siamese import predictor_for
-from specssl.models import MLPHead
 
 
 def normalize_rows(z: torch.Tensor) -> torch.Tensor:
@@ -108,11 +108,9 @@ class MEC(MomentumMethod):
             raise ConfigError(
                 f"config key 'method.options.lambda_warmup_start': must be > 0, got {start!r}"
             )
-        self.projector = MLPHead(
+        self.projector = projection_head(
             self.backbone.out_dim,
-            cfg.proj_hidden_dim,
-            cfg.proj_output_dim,
-            num_layers=cfg.proj_layers,
+            cfg,
             last_batch_norm=True,
             last_bias=False,
         )
@@ -183,11 +181,9 @@ class CorInfoMax(SymmetricLossMethod):
 
     def __init__(self, backbone: nn.Module, cfg: MethodConfig) -> None:
         super().__init__(backbone, cfg)
-        self.projector = MLPHead(
+        self.projector = projection_head(
             backbone.out_dim,
-            cfg.proj_hidden_dim,
-            cfg.proj_output_dim,
-            num_layers=cfg.proj_layers,
+            cfg,
             batch_norm=bool(self.options["projector_batch_norm"]),
             last_bias=False,
         )
@@ -243,11 +239,9 @@ class MMCR(SymmetricLossMethod):
 
     def __init__(self, backbone: nn.Module, cfg: MethodConfig) -> None:
         super().__init__(backbone, cfg)
-        self.projector = MLPHead(
+        self.projector = projection_head(
             backbone.out_dim,
-            cfg.proj_hidden_dim,
-            cfg.proj_output_dim,
-            num_layers=cfg.proj_layers,
+            cfg,
             last_bias=False,
         )
 
@@ -317,11 +311,9 @@ class ReSA(MomentumMethod):
 
     def build_heads(self) -> None:
         cfg = self.cfg
-        self.projector = MLPHead(
+        self.projector = projection_head(
             self.backbone.out_dim,
-            cfg.proj_hidden_dim,
-            cfg.proj_output_dim,
-            num_layers=cfg.proj_layers,
+            cfg,
             last_batch_norm=True,
             last_bias=False,
         )

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from specssl.losses import NegativeCosineLoss
-from specssl.methods.base import Method, MethodOutput, build_loss
+from specssl.methods.base import Method, MethodOutput, build_loss, projection_head
 from specssl.methods.config import MethodConfig
 from specssl.methods.momentum import MomentumMethod
 from specssl.models import MLPHead
@@ -86,11 +86,9 @@ class SimSiam(Method):
 
     def __init__(self, backbone: nn.Module, cfg: MethodConfig) -> None:
         super().__init__(backbone, cfg)
-        self.projector = MLPHead(
+        self.projector = projection_head(
             backbone.out_dim,
-            cfg.proj_hidden_dim,
-            cfg.proj_output_dim,
-            num_layers=cfg.proj_layers,
+            cfg,
             last_batch_norm=True,
             last_bias=False,
         )
