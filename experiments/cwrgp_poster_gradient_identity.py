@@ -11,12 +11,10 @@ Writes docs/results/cwrgp_poster_gradient_identity/{records.json,records.csv,REA
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -25,14 +23,9 @@ from specssl.experiments import numerics as nx
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--out", type=Path, default=exp.OUT_C)
+    parser = nx.experiment_parser(__doc__, exp.OUT_C)
     parser.add_argument("--data-root", default=os.environ.get("SPECSSL_DATA"))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.report_only:

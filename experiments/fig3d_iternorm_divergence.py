@@ -14,30 +14,23 @@ Writes docs/results/fig3d_iternorm_divergence/{records.json,records.csv,figure.p
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
-from pathlib import Path
 
 import torch
 
 from specssl.experiments import iternorm_divergence as exp
-from specssl.experiments.numerics import read_records
+from specssl.experiments.numerics import experiment_parser, read_records
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--out", type=Path, default=exp.OUT, help="output folder")
+    parser = experiment_parser(__doc__, exp.OUT)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--t-max", type=int, default=30, help="largest T (default 30)")
     parser.add_argument(
         "--axes", nargs="+", choices=["channel", "batch"], default=["channel", "batch"]
     )
     parser.add_argument("--size", type=int, default=256, help="covariance side (default 256)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    parser.add_argument("--report-only", action="store_true", help="rebuild from records.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.report_only:

@@ -12,12 +12,10 @@ Writes docs/results/sec33_eig_instability/{records.json,records.csv,figure.png,R
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -26,17 +24,12 @@ from specssl.experiments import numerics as nx
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--out", type=Path, default=exp.OUT, help="output folder")
+    parser = nx.experiment_parser(__doc__, exp.OUT)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     parser.add_argument(
         "--train-steps", type=int, default=200, help="steps of each training (0: skip part 2)"
     )
     parser.add_argument("--data-root", default=os.environ.get("SPECSSL_DATA"))
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    parser.add_argument("--report-only", action="store_true", help="rebuild from records.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.report_only:

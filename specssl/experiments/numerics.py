@@ -9,6 +9,7 @@ be rebuilt from the records alone (``--report-only``) and a test can compare the
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import platform
@@ -26,6 +27,18 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------- embeddings
+
+
+def experiment_parser(doc: str, out: Path) -> argparse.ArgumentParser:
+    """The command line every numerical experiment script shares: ``--out`` (default ``out``),
+    ``--threads`` and ``--report-only``; each script adds its own options."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, default=out, help="output folder")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--report-only", action="store_true", help="rebuild from the records")
+    return parser
 
 
 def random_orthogonal(c: int, generator: torch.Generator) -> torch.Tensor:
