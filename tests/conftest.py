@@ -7,11 +7,13 @@ with tight tolerances instead of against another implementation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 import torch
+
+from specssl.experiments.numerics import embedding_with_spectrum, random_orthogonal
 
 SEED = 0
 
@@ -20,44 +22,6 @@ SEED = 0
 def gen() -> torch.Generator:
     """A freshly seeded CPU generator (every test sees the same stream)."""
     return torch.Generator().manual_seed(SEED)
-
-
-def random_orthogonal(c: int, generator: torch.Generator) -> torch.Tensor:
-    """A Haar-ish random ``(c, c)`` float64 orthogonal matrix (QR of a Gaussian, sign-fixed)."""
-    q, r = torch.linalg.qr(torch.randn(c, c, generator=generator, dtype=torch.float64))
-    return q * torch.sign(torch.diagonal(r))
-
-
-def embedding_with_spectrum(
-    n: int,
-    lam: Sequence[float] | torch.Tensor,
-    generator: torch.Generator,
-    *,
-    offset: bool = True,
-) -> torch.Tensor:
-    """``(n, c)`` float64 observations whose covariance (divisor ``n - 1``) has eigenvalues ``lam``.
-
-    ``lam`` has ``c`` non-negative entries; at most ``n - 1`` of them may be non-zero. The
-    construction is: centred Gaussian ``(n, r)`` -> exactly whitened (orthonormal columns,
-    scaled by ``sqrt(n - 1)``) -> times ``diag(sqrt(lam_nz))`` -> rotated into ``c`` dimensions by
-    ``r`` columns of a random orthogonal matrix. With ``offset`` a random per-column mean is
-    added, so a function under test must centre to see the prescribed spectrum.
-    """
-    lam = torch.as_tensor(lam, dtype=torch.float64)
-    c = lam.numel()
-    nonzero = lam[lam > 0]
-    r = nonzero.numel()
-    if r > n - 1:
-        raise ValueError(f"cannot realise {r} non-zero eigenvalues from n={n} observations")
-    g = torch.randn(n, r, generator=generator, dtype=torch.float64)
-    g = g - g.mean(0)
-    q, _ = torch.linalg.qr(g)  # orthonormal columns spanning the centred data: still centred
-    white = q * (n - 1) ** 0.5  # white^T white / (n - 1) = I_r
-    basis = random_orthogonal(c, generator)[:, :r]  # (c, r)
-    x = (white * nonzero.sqrt()) @ basis.T
-    if offset:
-        x = x + torch.randn(1, c, generator=generator, dtype=torch.float64)
-    return x
 
 
 @pytest.fixture(scope="session")

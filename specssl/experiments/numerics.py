@@ -48,10 +48,15 @@ def random_orthogonal(c: int, generator: torch.Generator) -> torch.Tensor:
 
 
 def embedding_with_spectrum(
-    n: int, lam: Sequence[float] | torch.Tensor, generator: torch.Generator
+    n: int,
+    lam: Sequence[float] | torch.Tensor,
+    generator: torch.Generator,
+    *,
+    offset: bool = True,
 ) -> torch.Tensor:
     """``(n, c)`` float64 observations whose covariance (divisor ``n - 1``) has eigenvalues
-    ``lam`` exactly (up to float64 rounding), plus a random per-column mean.
+    ``lam`` exactly (up to float64 rounding), plus (``offset``) a random per-column mean, so a
+    function under test must centre to see the prescribed spectrum.
 
     ``lam``: ``c`` non-negative values, at most ``n - 1`` of them non-zero (zeros give an
     exactly rank-deficient covariance). Construction: centred Gaussian ``(n, r)`` ->
@@ -68,7 +73,9 @@ def embedding_with_spectrum(
     q, _ = torch.linalg.qr(g - g.mean(0))
     basis = random_orthogonal(c, generator)[:, :r]
     x = (q * (n - 1) ** 0.5 * nonzero.sqrt()) @ basis.T
-    return x + torch.randn(1, c, generator=generator, dtype=torch.float64)
+    if offset:
+        x = x + torch.randn(1, c, generator=generator, dtype=torch.float64)
+    return x
 
 
 def axis_embedding(
