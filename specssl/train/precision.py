@@ -33,7 +33,9 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
     return set()
 
 
-def _on_cuda(accelerator: str) -> bool:
+def on_cuda(accelerator: str) -> bool:
+    """Whether ``trainer.accelerator`` runs on CUDA (``gpu``/``cuda``, or ``auto`` with a GPU
+    present)."""
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
@@ -44,7 +46,7 @@ def resolve_precision(
     ``"bf16-mixed"`` or ``"32-true"`` as the module docstring says; ``reason`` is one phrase."""
     if requested != "auto":
         return requested, "as configured"
-    if _on_cuda(accelerator):
+    if on_cuda(accelerator):
         if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
             return "bf16-mixed", f"auto: {torch.cuda.get_device_name()} computes bf16"
         return "32-true", "auto: this GPU has no native bf16"

@@ -25,7 +25,7 @@ from specssl.train.config import Config, ConfigError, save_config
 from specssl.train.csv_log import ResumableCSVLogger
 from specssl.train.datamodule import SSLDataModule
 from specssl.train.module import SSLModule, TrainingDivergedError
-from specssl.train.precision import resolve_precision
+from specssl.train.precision import on_cuda, resolve_precision
 from specssl.train.rundir import (
     RunLock,
     check_disk_space,
@@ -91,13 +91,6 @@ def resolve_resume(cfg: Config, resume: str | None) -> str | None:
     return resume
 
 
-def _on_gpu(accelerator: str) -> bool:
-    """SyncBatchNorm needs CUDA modules; on CPU (gloo) DDP keeps per-process BatchNorm."""
-    import torch
-
-    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-
-
 def _devices(value: str) -> int | str:
     return int(value) if value.isdigit() else value
 
@@ -147,7 +140,8 @@ def build_trainer(
         num_nodes=tcfg.num_nodes,
         strategy=strategy,
         precision=tcfg.precision,
-        sync_batchnorm=tcfg.sync_batchnorm and strategy != "auto" and _on_gpu(tcfg.accelerator),
+        # SyncBatchNorm needs CUDA modules; on CPU (gloo) DDP keeps per-process BatchNorm
+        sync_batchnorm=tcfg.sync_batchnorm and strategy != "auto" and on_cuda(tcfg.accelerator),
         log_every_n_steps=tcfg.log_every_n_steps,
         gradient_clip_val=tcfg.gradient_clip_val,
         limit_train_batches=tcfg.limit_train_batches,
