@@ -4,8 +4,8 @@
   images, one epoch of two steps — seconds per run; used by the tests.
 * ``cpu``: CIFAR-10 (``data.root``), width-16 ResNet-18 with the CIFAR stem, a seeded subset of
   :data:`CPU_SUBSET` training images for :data:`CPU_EPOCHS` epochs (90 steps of 256) and a
-  :data:`CPU_VAL_SUBSET`-image test subset: about 2 minutes per run on an idle 2-core CPU
-  (~1.15 s per step of 256, measured by ``bench/throughput.py``, plus ~25 s of evaluation).
+  :data:`CPU_VAL_SUBSET`-image test subset. Run times: the wall-time line of each report, e.g.
+  docs/results/fig3_iternorm_T/cpu.md.
 * ``paper``: the recipe as written (ResNet-18 width 64, full data) for the experiment's paper
   epochs, on a GPU machine.
 
