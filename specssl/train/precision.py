@@ -3,8 +3,9 @@
 * CUDA (``accelerator`` auto/gpu/cuda with a GPU present): ``bf16-mixed`` when
   :func:`torch.cuda.is_bf16_supported` (Ampere and newer), else ``32-true``;
 * CPU: ``bf16-mixed`` when the CPU has AMX-BF16 or AVX512-BF16 (the ``amx_bf16`` /
-  ``avx512_bf16`` flags of ``/proc/cpuinfo``), else ``32-true`` — elsewhere bf16 is emulated and
-  slower than float32.
+  ``avx512_bf16`` flags of ``/proc/cpuinfo``), else ``32-true`` — elsewhere the CPU has no bf16
+  arithmetic and converts to float32 for every product. Speed with native bf16:
+  docs/results/cpu_recipe/README.md.
 
 Under ``bf16-mixed`` the backbone, heads and probe run in bf16 autocast; the spectral
 transforms and losses promote to float32 (:func:`specssl.spectral.common.full_precision`), and
