@@ -4,8 +4,6 @@ export in the source library's format, bf16, and the how-to snippet (tiny sizes,
 from __future__ import annotations
 
 import itertools
-import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,6 @@ from torch import nn
 
 from specssl.eval.checkpoint import load_checkpoint
 from specssl.eval.export import export_backbone, export_timm, export_torchvision, load_exported
-from specssl.losses import INTLLoss
 from specssl.methods import build_method
 from specssl.models import (
     BACKBONE_PRESETS,
@@ -331,20 +328,3 @@ def test_torchvision_export_loads_strictly_into_the_constructor(mobilenet, tmp_p
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(x), expected)
         torch.testing.assert_close(load_exported(out)(x), expected)
-
-
-# ------------------------------------------------------------------------------ docs
-
-
-def test_howto_snippet_runs(capsys):
-    text = (REPO / "docs" / "howto.md").read_text()
-    section = text.split("## Use one of our losses with a timm model", 1)[1]
-    code = re.findall(r"```python\n(.*?)```", section, re.S)
-    assert len(code) == 1
-    scope: dict = {"__name__": "howto"}
-    exec(compile(code[0], "docs/howto.md", "exec"), scope)
-    printed = capsys.readouterr().out
-    assert printed.count("loss") == 3 and "condition_indicator" in printed
-    assert isinstance(scope["loss_fn"], INTLLoss)
-    assert torch.isfinite(scope["loss"])
-    assert sys.modules["timm"] is timm
