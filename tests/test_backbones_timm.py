@@ -1,5 +1,5 @@
 """Backbones by name (timm / torchvision), ViTs through the training engine, AdamW groups,
-export in the source library's format, bf16, and the how-to snippet (tiny sizes, CPU)."""
+export in the source library's format, bf16 (tiny sizes, CPU)."""
 
 from __future__ import annotations
 
