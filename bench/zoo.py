@@ -20,7 +20,7 @@ found by a diagnostic variant whose row stays in the report next to it.
 
 Evaluation (identical for every method, on frozen backbone features of the un-augmented
 50k training and 10k test images): weighted kNN (k=200, T=0.1, cosine), 5-NN (majority vote),
-and a linear probe (:func:`specssl.eval.linear.linear_probe`: L-BFGS on standardised
+and a linear probe (:func:`specssl.eval.probe.linear_probe`: L-BFGS on standardised
 features, weight decay chosen on a held-out 10% of the training features). The embedding's
 condition indicator ``λ_min/λ_max``, normalized stable rank and effective rank are those of
 ``Z = projector(features)`` of all 50k un-augmented training images after training (the
@@ -186,7 +186,7 @@ def frozen_features(module: SSLModule, datamodule: SSLDataModule, device: torch.
 
 def evaluate(module: SSLModule, datamodule: SSLDataModule, args) -> dict[str, float]:
     """Weighted kNN k=200, 5-NN and the linear probe on frozen backbone features."""
-    from specssl.eval.linear import linear_probe
+    from specssl.eval.probe import linear_probe
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     start = time.perf_counter()

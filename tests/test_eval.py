@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 from torch.utils.data import DataLoader
@@ -22,7 +23,8 @@ from specssl.data.datasets import build_dataset, dataset_stats
 from specssl.eval.checkpoint import CheckpointError, load_checkpoint
 from specssl.eval.export import export_detectron2, export_torchvision, load_exported, to_detectron2
 from specssl.eval.features import cached_features
-from specssl.eval.linear import LinearSGDConfig, linear_eval_sgd, linear_probe
+from specssl.eval.linear_sgd import LinearSGDConfig, linear_eval_sgd
+from specssl.eval.probe import linear_probe
 from specssl.train.config import load_config
 from specssl.train.datamodule import Normalize
 from specssl.train.module import SSLModule
@@ -133,6 +135,48 @@ def test_probe_weight_decay_selection_picks_a_candidate_and_prefers_regularising
     assert res["weight_decay"] in (0.0, 1e-3, 1.0)
     single = linear_probe(x[:300], y[:300], x[300:], y[300:], weight_decay=res["weight_decay"])
     assert single["top1"] == res["top1"]  # the refit on all rows is the single-value fit
+
+
+def _handwritten_topk(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The accumulator torchmetrics replaced: hits of ``topk(min(5, C))`` (top-1: its first)."""
+    ranked = logits.topk(min(5, logits.shape[1]), dim=1).indices
+    hit = ranked == labels[:, None]
+    return hit[:, 0], hit.any(1)
+
+
+@pytest.mark.parametrize("num_classes", [10, 3])
+def test_torchmetrics_accuracy_equals_the_handwritten_topk_with_ties(num_classes):
+    """topk_accuracy gives the former numbers bit for bit (the probe's records) on continuous
+    logits; on integer logits in [0, 3) (most rows tie, also at the top-5 boundary) top-5 is
+    unchanged and a tied top-1 goes to the lowest class index (argmax). The accumulating
+    metrics over uneven batches give 100 · hits / n of the whole set in float64."""
+    from specssl.eval.metrics import topk_accuracy, topk_metrics
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, num_classes, (500,), generator=g)
+    smooth = torch.randn(500, num_classes, generator=g) + 2.0 * F.one_hot(labels, num_classes)
+    top1, top5 = _handwritten_topk(smooth, labels)
+    assert 0 < int(top1.sum()) < 500
+    assert topk_accuracy(smooth, labels) == {
+        "top1": 100.0 * float(top1.float().mean()),
+        "top5": 100.0 * float(top5.float().mean()),
+    }
+    tied = torch.randint(0, 3, (500, num_classes), generator=g).float()
+    _, top5 = _handwritten_topk(tied, labels)
+    top1 = tied.argmax(1) == labels
+    assert int(top1.sum()) < int(top5.sum()) < 500 or num_classes == 3
+    assert topk_accuracy(tied, labels) == {
+        "top1": 100.0 * float(top1.float().mean()),
+        "top5": 100.0 * float(top5.float().mean()),
+    }
+    metrics = topk_metrics(num_classes, torch.float64)
+    for part in (slice(0, 7), slice(7, 300), slice(300, 500)):
+        for m in metrics.values():
+            m.update(tied[part], labels[part])
+    hits = {"top1": int(top1.sum()), "top5": int(top5.sum())}
+    assert {k: 100.0 * float(m.compute()) for k, m in metrics.items()} == {
+        k: 100.0 * (h / 500) for k, h in hits.items()
+    }
 
 
 def test_probe_rejects_bad_input():
@@ -658,7 +702,7 @@ def test_euclidean_knn_is_the_authors_majority_vote():
 
 
 def test_probe_exp_schedule_is_exponential_lr_stepped_per_epoch():
-    from specssl.eval.linear import probe_lr_factor
+    from specssl.eval.probe import probe_lr_factor
 
     opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1e-2)
     ref = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=(1e-6 / 1e-2) ** (1 / 500))
@@ -697,13 +741,13 @@ def test_lars_step_is_apex_larc_without_clipping():
 
 
 def test_linear_sgd_cosine_schedule_is_per_epoch():
-    from specssl.eval.linear import _linear_module
+    from specssl.eval.classifier import ClassifierModule
 
     class Backbone(nn.Linear):
         out_dim = 4
 
-    cfg = LinearSGDConfig(epochs=10, schedule="cos")
-    module = _linear_module(Backbone(3, 4), nn.Identity(), 2, cfg, 0.4)
+    cfg = LinearSGDConfig(epochs=10, schedule="cos", lr=0.4)  # batch 256: lr as it is
+    module = ClassifierModule(Backbone(3, 4), 2, cfg.sgd(), normalize=nn.Identity(), frozen=True)
     conf = module.configure_optimizers()
     opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
     assert conf["lr_scheduler"]["interval"] == "epoch"

@@ -22,11 +22,13 @@ from test_eval import TINY
 from specssl.cli import COMMANDS, main
 from specssl.eval import splits as splits_mod
 from specssl.eval.checkpoint import load_checkpoint
+from specssl.eval.classifier import ClassifierModule
 from specssl.eval.semisup import FinetuneConfig, finetune, labelled_indices
 from specssl.eval.spectrum_report import embed_sample, spectrum_of_checkpoint
 from specssl.eval.splits import (
-    MAGIC,
+    FORMAT,
     SHIPPED,
+    content_digest,
     load_split,
     make_split,
     read_split,
@@ -86,7 +88,7 @@ def test_split_sizes_are_exact(dataset, pct, count, per_class, num_classes):
 
 
 def test_every_shipped_split_is_listed_and_verifies():
-    files = sorted(split_path("x", 1).parent.glob("*.txt"))
+    files = sorted(split_path("x", 1).parent.glob("*.json"))
     listed = sorted(split_path(d, p) for d, ps in SHIPPED.items() for p in ps)
     assert files == listed
     for path in files:
@@ -137,52 +139,93 @@ def test_make_split_is_deterministic_balanced_and_seed_dependent():
         make_split(np.r_[y, 7], 0.25, num_classes=8)  # class 7 has one image, needs 10
 
 
-def _rewrite(path: Path, lines: list[str], *, rehash: bool) -> None:
-    """Write header+body ``lines``; with ``rehash`` make ``body_sha256`` fit the new body (a
-    consistently written but wrong file, so the checks after the checksum are reached)."""
-    first_body = next(i for i, line in enumerate(lines) if not line.startswith("#"))
-    body = "".join(lines[first_body:])
-    if rehash:
-        digest = hashlib.sha256(body.encode()).hexdigest()
-        lines = [
-            f"# body_sha256: {digest}\n" if line.startswith("# body_sha256:") else line
-            for line in lines
-        ]
-    path.write_text("".join(lines))
+#: What the shipped files held when they were text files (v1 headers, 2026-12-02): the sha256
+#: of their "index label" lines and of the CIFAR-10 training labels they were made from.
+V1_CONTENT = {
+    ("cifar10", 1): "598f22f65eb36559d233a643e8f59cc97140bdb8b2e5b6a02c3c18c5213fd21a",
+    ("cifar10", 10): "08a4de7747baec66788b1b331e124a1fcad9bfc8b7db73843a328da934e137e0",
+}
+CIFAR10_LABELS_SHA256 = "f5cfe00b0f00968c0cc5ff3b1d2de51b10e33efa277c2986f4e0fa63e58c9f4f"
+#: sha256 of SimCLR's shipped ImageNet image lists (files as committed).
+SIMCLR_SHA256 = {
+    "imagenet_1pct.txt": "71e82a48ba78252683ae334c4d019ebd5c6e855b9599c1389fbe83eb9549cf17",
+    "imagenet_10pct.txt": "6d09de11e7bdaf5b1f3b1f249b6183695f97310cdd20f0c03e7235b6b9392091",
+}
+
+
+def test_shipped_split_content_is_unchanged():
+    """The conversion to JSON kept every subset: same (index, label) pairs, seed, fraction and
+    training-label digest as the v1 text files; SimCLR's lists are byte for byte as committed."""
+    from specssl.eval.semisup import SIMCLR_SPLITS
+
+    assert set(V1_CONTENT) == {(d, p) for d, ps in SHIPPED.items() for p in ps}
+    for (dataset, pct), digest in V1_CONTENT.items():
+        split = load_split(dataset, pct)
+        assert content_digest(split.indices.tolist(), split.labels.tolist()) == digest
+        assert (split.seed, split.fraction, split.labels_sha256) == (
+            0,
+            pct / 100,
+            CIFAR10_LABELS_SHA256,
+        )
+    for name, digest in SIMCLR_SHA256.items():
+        assert hashlib.sha256((SIMCLR_SPLITS / name).read_bytes()).hexdigest() == digest
+
+
+def _v1_make_split(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """The generator the shipped files were made with (transcribed from the v1 module): per
+    class in turn, the first ``per_class`` of a permutation drawn from one RandomState."""
+    rng = np.random.RandomState(seed)
+    chosen = []
+    for k in range(int(y.max()) + 1):
+        members = np.flatnonzero(y == k)
+        chosen.append(members[rng.permutation(members.shape[0])[:per_class]])
+    return np.sort(np.concatenate(chosen))
+
+
+@pytest.mark.parametrize(("num_classes", "size", "fraction", "seed"),
+                         [(10, 5000, 0.01, 0), (10, 5000, 0.1, 0), (100, 500, 0.1, 3),
+                          (7, 40, 0.25, 5)])  # fmt: skip
+def test_sklearn_stratified_split_reproduces_the_v1_generator(num_classes, size, fraction, seed):
+    """On equal class sizes (CIFAR-10/100) scikit-learn's stratified split draws the very
+    subsets the hand-written v1 generator drew, so the shipped files are make_split's output."""
+    y = synthetic_labels(num_classes, size, seed=1)
+    per_class = round(fraction * y.shape[0] / num_classes)
+    got = make_split(y, fraction, seed=seed).numpy()
+    np.testing.assert_array_equal(got, _v1_make_split(y, per_class, seed))
 
 
 @pytest.mark.parametrize(
     ("corrupt", "message"),
     [
-        ("magic", "first line must be"),
-        ("missing_key", "header lacks per_class"),
-        ("count", "header says count=19"),
+        ("format", "format must be"),
+        ("missing_key", "lacks per_class"),
+        ("count", "19 indices and 19 labels, expected per_class 5"),
         ("duplicate", "no duplicates"),
         ("unbalanced", "not class-balanced"),
         ("edited", "checksum mismatch"),
     ],
 )
 def test_corrupted_split_file_is_rejected(tmp_path, monkeypatch, corrupt, message):
-    path = tmp_path / "s.txt"
-    write_split(path, "toy", synthetic_labels(4, 50), 0.1)  # 5 per class, 20 lines
-    lines = path.read_text().splitlines(keepends=True)
-    body = next(i for i, line in enumerate(lines) if not line.startswith("#"))
-    rehash = True
-    if corrupt == "magic":
-        lines[0] = MAGIC.replace("v1", "v2") + "\n"
+    path = tmp_path / "s.json"
+    write_split(path, "toy", synthetic_labels(4, 50), 0.1)  # 5 per class, 20 images
+    record = json.loads(path.read_text())
+    idx, lab = record["indices"], record["labels"]
+    rehash = True  # a consistently written but wrong file, so the checks after the checksum run
+    if corrupt == "format":
+        record["format"] = FORMAT.replace("v2", "v1")
     elif corrupt == "missing_key":
-        lines = [line for line in lines if not line.startswith("# per_class:")]
+        del record["per_class"]
     elif corrupt == "count":
-        lines = [("# count: 19\n" if line.startswith("# count:") else line) for line in lines]
+        del idx[-1], lab[-1]
     elif corrupt == "duplicate":
-        lines[body + 1] = lines[body]  # same index (and label) twice
+        idx[1], lab[1] = idx[0], lab[0]  # same index (and label) twice
     elif corrupt == "unbalanced":
-        i, k = lines[body].split()
-        lines[body] = f"{i} {(int(k) + 1) % 4}\n"
+        lab[0] = (lab[0] + 1) % 4
     else:  # one index changed, checksum left as it was
-        i, k = lines[body].split()
-        lines[body], rehash = f"{int(i) + 1} {k}\n", False
-    _rewrite(path, lines, rehash=rehash)
+        idx[0], rehash = idx[0] + 1, False
+    if rehash:
+        record["sha256"] = content_digest(idx, lab)
+    path.write_text(json.dumps(record))
     with pytest.raises(ValueError, match=message) as err:
         read_split(path)
     assert str(path) in str(err.value)
@@ -259,10 +302,10 @@ def test_optimizer_is_nesterov_sgd_with_separate_scaled_lrs_and_cosine_decay():
 
     from torch import nn
 
-    from specssl.eval.semisup import FinetuneModule
-
     cfg = FinetuneConfig(batch_size=512, lr_backbone=0.05, lr_head=0.3)
-    model = FinetuneModule(nn.Linear(3, 4), 4, 2, cfg, None, nn.Identity())
+    model = ClassifierModule(
+        nn.Linear(3, 4), 2, cfg.sgd(), normalize=nn.Identity(), frozen=False, feat_dim=4
+    )
     model.trainer = SimpleNamespace(estimated_stepping_batches=10)
     conf = model.configure_optimizers()
     opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
@@ -290,14 +333,15 @@ def test_step_schedule_plain_momentum_and_head_init_of_the_intl_protocol():
 
     from torch import nn
 
-    from specssl.eval.semisup import FinetuneModule
-
     cfg = FinetuneConfig(
         epochs=5, batch_size=128, lr_backbone=0.004, lr_head=0.2, nesterov=False,
         schedule="step", milestones=[2, 4], gamma=0.1, head_init_std=0.01,
     )  # fmt: skip
     torch.manual_seed(0)
-    model = FinetuneModule(nn.Linear(3, 512), 512, 100, cfg, None, nn.Identity())
+    model = ClassifierModule(
+        nn.Linear(3, 512), 100, cfg.sgd(), normalize=nn.Identity(), frozen=False,
+        head_init_std=cfg.head_init_std, feat_dim=512,
+    )  # fmt: skip
     assert abs(float(model.head.weight.detach().std()) - 0.01) < 5e-4
     assert not model.head.bias.any()
     model.trainer = SimpleNamespace(estimated_stepping_batches=10)

@@ -37,6 +37,7 @@ class LoadedCheckpoint:
         config: the run's configuration.
         backbone: the pretrained backbone in eval mode, ``(B, 3, H, W) -> (B, out_dim)``.
         projector: the projector head in eval mode (``None`` unless asked for).
+        probe: the online linear probe ``(weight (C, f), bias (C,))``, if the run had one.
         num_classes: classes of the run's dataset (for the online probe), if recorded.
         epoch, global_step: training progress when the checkpoint was written.
     """
@@ -45,6 +46,7 @@ class LoadedCheckpoint:
     config: Config
     backbone: ResNetBackbone
     projector: nn.Module | None
+    probe: tuple[torch.Tensor, torch.Tensor] | None
     num_classes: int | None
     epoch: int
     global_step: int
@@ -139,6 +141,9 @@ def load_checkpoint(path: str | Path, *, projector: bool = False) -> LoadedCheck
         config=cfg,
         backbone=backbone,
         projector=head,
+        probe=(state["classifier.weight"], state["classifier.bias"])
+        if "classifier.weight" in state
+        else None,
         num_classes=hparams.get("num_classes"),
         epoch=int(obj.get("epoch", -1)),
         global_step=int(obj.get("global_step", -1)),

@@ -2,8 +2,8 @@
 
 Protocols (any subset, in one call): ``knn`` (cosine kNN: temperature-weighted for k > 20,
 majority vote otherwise; default k = 200 and 5), ``linear`` (the fast probe on cached frozen
-features, :func:`specssl.eval.linear.linear_probe`) and ``linear-sgd`` (the standard SGD
-protocol with augmentations, :func:`specssl.eval.linear.linear_eval_sgd`). Data: the run's own
+features, :func:`specssl.eval.probe.linear_probe`) and ``linear-sgd`` (the standard SGD
+protocol with augmentations, :func:`specssl.eval.linear_sgd.linear_eval_sgd`). Data: the run's own
 dataset config (``--data-root`` overrides where it lives). Prints a table and writes JSON
 beside the checkpoint (``<checkpoint stem>.eval-<protocols>[-<preset>].json``) or to ``--out``.
 
@@ -54,6 +54,8 @@ SGD_DEFAULTS: dict[str, Any] = {
     "lars": False,
     "crop_scale": (0.08, 1.0),
 }
+#: The linear-sgd settings passed to LinearSGDConfig as they are.
+_PLAIN_SGD_KEYS = [k for k in SGD_DEFAULTS if k not in ("milestones", "crop_scale")]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -356,85 +358,42 @@ def _knn(features, args) -> dict[str, Any]:
 
 
 def _linear(features, args) -> dict[str, Any]:
-    from specssl.eval.linear import linear_probe
+    from specssl.eval.probe import linear_probe
 
     (train_x, train_y), (test_x, test_y) = features
-    s, _ = probe_settings(args)
-    result = linear_probe(
-        train_x,
-        train_y,
-        test_x,
-        test_y,
-        epochs=s["epochs"],
-        lr=s["lr"],
-        weight_decay=s["weight_decay"],
-        batch_size=s["batch_size"],
-        seed=args.seed,
-        optimizer=s["optimizer"],
-        schedule=s["schedule"],
-        lr_end=s["lr_end"],
-        standardize=s["standardize"],
-    )
+    s, _ = probe_settings(args)  # PROBE_DEFAULTS' keys: linear_probe's arguments
+    result = linear_probe(train_x, train_y, test_x, test_y, seed=args.seed, **s)
     return {**{k: v for k, v in s.items() if k != "weight_decay"}, **result}
 
 
 def _linear_sgd(ckpt, args, device) -> dict[str, Any]:
-    from specssl.eval.features import (
-        eval_splits,
-        linear_train_transform,
-        normalizer,
-        split_dataset,
-    )
-    from specssl.eval.linear import LinearSGDConfig, linear_eval_sgd
+    from specssl.eval.features import eval_splits, linear_train_transform, normalizer, split_dataset
+    from specssl.eval.linear_sgd import LinearSGDConfig, linear_eval_sgd
 
     data = ckpt.config.data
     train_split, test_split = eval_splits(data)
     s, _ = sgd_settings(args)
     sgd = LinearSGDConfig(
-        epochs=s["epochs"],
+        **{k: s[k] for k in _PLAIN_SGD_KEYS},
         milestones=list(s["milestones"]) if s["milestones"] else None,
-        gamma=s["gamma"],
-        lr=s["lr"],
-        momentum=s["momentum"],
-        weight_decay=s["weight_decay"],
-        batch_size=s["batch_size"],
         crop_scale=tuple(s["crop_scale"]),
-        schedule=s["schedule"],
-        lars=s["lars"],
         num_workers=args.num_workers,
         accelerator=args.accelerator if args.device == "auto" else device.type,
         devices=args.devices,
         precision=args.precision,
         seed=args.seed,
     )
-    seed = ckpt.config.seed
-    train_set = split_dataset(
-        data,
-        train_split,
-        root=args.data_root,
-        subset=args.train_subset,
-        transform=linear_train_transform(data, sgd.crop_scale),
-        seed=seed,
-    )
-    test_set = split_dataset(
-        data, test_split, root=args.data_root, subset=args.test_subset, seed=seed
-    )
+    common = {"root": args.data_root, "seed": ckpt.config.seed}
+    transform = linear_train_transform(data, sgd.crop_scale)
+    train_set = split_dataset(data, train_split, subset=args.train_subset, transform=transform,
+                              **common)  # fmt: skip
+    test_set = split_dataset(data, test_split, subset=args.test_subset, **common)
     result = linear_eval_sgd(
         ckpt.backbone, train_set, test_set, normalizer(data), test_set.num_classes, sgd
     )
-    return {
-        **result,
-        "epochs": sgd.epochs,
-        "schedule": sgd.schedule,
-        "milestones": sgd.resolved_milestones() if sgd.schedule == "step" else None,
-        "gamma": sgd.gamma,
-        "lr": sgd.lr,
-        "momentum": sgd.momentum,
-        "weight_decay": sgd.weight_decay,
-        "batch_size": sgd.batch_size,
-        "lars": sgd.lars,
-        "crop_scale": list(sgd.crop_scale),
-    }
+    milestones = sgd.resolved_milestones() if sgd.schedule == "step" else None
+    used = {k: getattr(sgd, k) for k in SGD_DEFAULTS}  # the report's order: SGD_DEFAULTS'
+    return {**result, **used, "milestones": milestones, "crop_scale": list(sgd.crop_scale)}
 
 
 def format_table(report: dict[str, Any]) -> str:

@@ -128,25 +128,22 @@ _BLOCK = re.compile(
 )
 
 
-def _backbone_of(source: Source) -> tuple[nn.Module, Path | None]:
+def _backbone_of(source: Source) -> tuple[nn.Module, LoadedCheckpoint | None]:
     """The backbone of a checkpoint path / run directory / loaded checkpoint / module, and the
-    checkpoint file (``None`` for a bare module)."""
-    if isinstance(source, LoadedCheckpoint):
-        return source.backbone, source.path
+    loaded checkpoint (``None`` for a bare module)."""
     if isinstance(source, nn.Module):
         return source, None
-    loaded = load_checkpoint(source)
-    return loaded.backbone, loaded.path
+    loaded = source if isinstance(source, LoadedCheckpoint) else load_checkpoint(source)
+    return loaded.backbone, loaded
 
 
-def _probe(ckpt: Path | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _probe(ckpt: LoadedCheckpoint | None) -> tuple[torch.Tensor, torch.Tensor]:
     """The online linear probe ``(weight (C, f), bias (C,))`` stored in checkpoint ``ckpt``."""
     if ckpt is None:
         raise ValueError("include_classifier needs a checkpoint, not a bare backbone")
-    raw = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    if "classifier.weight" not in raw:
-        raise ValueError(f"{ckpt} has no online-probe classifier to export")
-    return raw["classifier.weight"].detach().clone(), raw["classifier.bias"].detach().clone()
+    if ckpt.probe is None:
+        raise ValueError(f"{ckpt.path} has no online-probe classifier to export")
+    return ckpt.probe[0].detach().clone(), ckpt.probe[1].detach().clone()
 
 
 def library_of(source: Source) -> str:

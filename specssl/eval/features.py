@@ -43,9 +43,10 @@ def normalizer(data: DataConfig) -> Normalize:
     return Normalize(*dataset_stats(data.name))
 
 
-def eval_image_transform(data: DataConfig):
-    """Per-image evaluation transform (``None`` for in-memory datasets)."""
-    if data.name == "imagefolder":
+def eval_image_transform(dataset: str):
+    """Per-image evaluation transform of dataset ``dataset``: resize 256 + centre crop 224 for
+    ``imagefolder`` (normalisation runs batched on the device); ``None`` for in-memory data."""
+    if dataset == "imagefolder":
         return v2.Compose(
             [
                 v2.ToImage(),
@@ -97,7 +98,7 @@ def split_dataset(
         split,
         subset=subset,
         seed=seed,
-        transform=transform if transform is not None else eval_image_transform(data),
+        transform=transform if transform is not None else eval_image_transform(data.name),
     )
 
 

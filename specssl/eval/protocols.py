@@ -77,7 +77,7 @@ class _Preset:
 @dataclass(frozen=True)
 class LinearSGDPreset(_Preset):
     """``specssl eval -p linear-sgd``: a linear layer on the frozen backbone (eval mode),
-    trained on augmented images (:func:`specssl.eval.linear.linear_eval_sgd`).
+    trained on augmented images (:func:`specssl.eval.linear_sgd.linear_eval_sgd`).
 
     ``batch_size`` is the authors' global batch; specssl's ``--batch-size`` is per device (the
     lr is scaled by the global batch), so on ``N`` devices pass ``--batch-size batch_size/N``.
@@ -101,7 +101,7 @@ class LinearSGDPreset(_Preset):
 class ProbePreset(_Preset):
     """``specssl eval -p knn linear``: kNN and a linear classifier on cached frozen features of
     un-augmented images (:func:`specssl.core.knn.knn_accuracy`,
-    :func:`specssl.eval.linear.linear_probe`)."""
+    :func:`specssl.eval.probe.linear_probe`)."""
 
     optimizer: str  # linear: "adam" | "sgd" | "lbfgs"
     lr: float

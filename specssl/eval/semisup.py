@@ -28,7 +28,6 @@ Everything runs through Lightning on any accelerator (``accelerator="auto"``).
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,9 +35,8 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from specssl.data.augment import (
     AugmentConfig,
@@ -54,6 +52,9 @@ from specssl.data.datasets import (
     build_dataset,
     dataset_stats,
 )
+from specssl.eval.checkpoint import load_checkpoint
+from specssl.eval.classifier import ClassifierModule, SGDSettings, train_and_test
+from specssl.eval.features import eval_image_transform
 from specssl.eval.splits import (
     SHIPPED,
     Split,
@@ -66,7 +67,6 @@ from specssl.train.datamodule import Normalize
 
 __all__ = [
     "FinetuneConfig",
-    "FinetuneModule",
     "FinetuneResult",
     "crop_flip_view",
     "finetune",
@@ -131,6 +131,22 @@ class FinetuneConfig:
             if not ok:
                 raise ValueError(f"finetune {key} {rule}, got {getattr(self, key)!r}")
 
+    def sgd(self) -> SGDSettings:
+        """The classifier's optimiser settings (cosine per step)."""
+        return SGDSettings(
+            epochs=self.resolved_epochs(),
+            lr_head=self.lr_head,
+            lr_backbone=self.lr_backbone,
+            batch_size=self.batch_size,
+            momentum=self.momentum,
+            nesterov=self.nesterov,
+            weight_decay=self.weight_decay,
+            schedule=self.schedule,
+            milestones=tuple(self.resolved_milestones()),
+            gamma=self.gamma,
+            interval="step",
+        )
+
 
 @dataclass
 class FinetuneResult:
@@ -140,7 +156,7 @@ class FinetuneResult:
     split: str  # where the labelled subset came from
     epochs: int
     steps: int
-    wall_time_s: float
+    wall_time_s: float  # training and test
     config: dict[str, Any]
     preset: dict[str, Any] | None = None  # protocols.record(): name, source, overrides
 
@@ -243,120 +259,6 @@ def _subset(ds: TensorImageDataset | IndexedImageDataset, idx: torch.Tensor) -> 
     return IndexedImageDataset(ds.base, ds.targets, ds.classes, idx)
 
 
-class FinetuneModule(L.LightningModule):
-    """Backbone + new linear head trained with cross-entropy on labelled images.
-
-    Training batches: ``(images, labels)`` with ``images`` uint8 ``(B, 3, H, W)`` (augmented
-    here on the device by ``augment``) or already augmented float views (per-image pipeline,
-    ``augment=None``). Test batches: un-augmented uint8 images, normalized by ``normalize``.
-    """
-
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feat_dim: int,
-        num_classes: int,
-        cfg: FinetuneConfig,
-        augment: nn.Module | None,
-        normalize: nn.Module,
-    ) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = nn.Linear(feat_dim, num_classes)
-        if cfg.head_init_std is not None:
-            nn.init.normal_(self.head.weight, std=cfg.head_init_std)
-            nn.init.zeros_(self.head.bias)
-        self.cfg, self.augment, self.normalize = cfg, augment, normalize
-        self.num_classes = num_classes
-        self._correct = torch.zeros(2, dtype=torch.float64)
-        self._count = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, num_classes)`` of normalized images ``x: (B, 3, H, W)``."""
-        return self.head(self.backbone(x))
-
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        images, labels = batch
-        if self.augment is not None and images.dtype == torch.uint8:
-            images = self.augment(images)
-        logits = self(images)
-        loss = F.cross_entropy(logits, labels)
-        acc = (logits.argmax(1) == labels).float().mean() * 100
-        self.log("finetune/loss", loss, prog_bar=True, batch_size=labels.shape[0])
-        self.log("finetune/train_acc", acc, prog_bar=True, batch_size=labels.shape[0])
-        return loss
-
-    def on_test_epoch_start(self) -> None:
-        self._correct = torch.zeros(2, dtype=torch.float64)
-        self._count = 0
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        images, labels = batch
-        logits = self(self.normalize(images))
-        top = logits.topk(min(5, self.num_classes), dim=1).indices
-        hit = top == labels[:, None]
-        self._correct += torch.stack([hit[:, 0].sum(), hit.any(1).sum()]).double().cpu()
-        self._count += int(labels.shape[0])
-
-    def accuracy(self) -> tuple[float, float]:
-        """Top-1 and top-5 accuracy (%) of the last test run."""
-        if self._count == 0:
-            raise RuntimeError("no test batch was evaluated")
-        top1, top5 = (self._correct * 100 / self._count).tolist()
-        return top1, top5
-
-    def configure_optimizers(self):
-        cfg = self.cfg
-        scale = cfg.batch_size / 256
-        groups = [
-            {"params": list(self.backbone.parameters()), "lr": cfg.lr_backbone * scale},
-            {"params": list(self.head.parameters()), "lr": cfg.lr_head * scale},
-        ]
-        optimizer = torch.optim.SGD(
-            groups,
-            lr=cfg.lr_head * scale,
-            momentum=cfg.momentum,
-            nesterov=cfg.nesterov,
-            weight_decay=cfg.weight_decay,
-        )
-        if cfg.schedule == "step":
-            schedule = torch.optim.lr_scheduler.MultiStepLR(
-                optimizer, cfg.resolved_milestones(), gamma=cfg.gamma
-            )
-            interval = "epoch"
-        else:
-            total = max(1, int(self.trainer.estimated_stepping_batches))
-            schedule = torch.optim.lr_scheduler.LambdaLR(
-                optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
-            )
-            interval = "step"
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": schedule, "interval": interval},
-        }
-
-
-def _eval_image_transform(dataset: str):
-    """Per-image part of the test transform: resize 256 + centre crop 224 for imagefolder
-    (normalisation runs batched on the device); nothing for in-memory datasets."""
-    if dataset != "imagefolder":
-        return None
-    from torchvision.transforms import v2
-
-    return v2.Compose([v2.ToImage(), v2.Resize(256, antialias=True), v2.CenterCrop(224)])
-
-
-def _quiet_lightning() -> None:
-    """Drop Lightning's start-up chatter (device summary, tips, known deprecation noise)."""
-    import logging
-    import warnings
-
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*LeafSpec.*")
-
-
 def finetune(
     checkpoint: str | Path,
     cfg: FinetuneConfig | None = None,
@@ -373,8 +275,6 @@ def finetune(
     ``finetuned.pt`` (``{"backbone", "head"}`` state dicts). ``preset``: the record of the
     protocol preset used (:func:`specssl.eval.protocols.record`), kept in the result.
     """
-    from specssl.eval.checkpoint import load_checkpoint
-
     cfg = cfg or FinetuneConfig()
     cfg.validate()
     loaded = load_checkpoint(checkpoint)
@@ -382,64 +282,46 @@ def finetune(
     data = loaded.config.data
     name, root = data.name, data_root if data_root is not None else data.root
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    _quiet_lightning()
-
     on_device = name != "imagefolder"
     view = crop_flip_view(name)
     train_full = build_dataset(
         name, root, "train", transform=None if on_device else build_transform(view)
     )
-    test_set = build_dataset(name, root, "test", transform=_eval_image_transform(name))
+    test_set = build_dataset(name, root, "test", transform=eval_image_transform(name))
     idx, source = labelled_indices(
         name, train_full, cfg.percent, split_file=cfg.split_file, seed=cfg.split_seed
     )
     train_set = _subset(train_full, idx)
-    batch = min(cfg.batch_size, len(train_set))
-    stats = dataset_stats("imagenet" if name == "imagefolder" else name)
-    model = FinetuneModule(
+    model = ClassifierModule(
         backbone,
-        backbone.out_dim,
         train_full.num_classes,
-        cfg,
-        BatchedAugment(view) if on_device else None,
-        Normalize(*stats),
-    )
-    loader_args = {"num_workers": cfg.num_workers, "pin_memory": torch.cuda.is_available()}
-    train_loader = DataLoader(
-        train_set,
-        batch_size=batch,
-        shuffle=True,
-        drop_last=len(train_set) % batch == 1,  # a batch of one breaks BatchNorm
-        generator=torch.Generator().manual_seed(cfg.seed),
-        **loader_args,
-    )
-    test_loader = DataLoader(test_set, batch_size=cfg.eval_batch_size, **loader_args)
-    epochs = cfg.resolved_epochs()
-    trainer = L.Trainer(
-        max_epochs=epochs,
-        max_steps=cfg.max_steps,
-        accelerator=cfg.accelerator,
-        devices=1,
-        precision=cfg.precision,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=cfg.enable_progress_bar,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=1,
+        cfg.sgd(),
+        normalize=Normalize(*dataset_stats(name)),
+        frozen=False,  # BatchedAugment normalises; the per-image transform did already
+        train_input=BatchedAugment(view) if on_device else nn.Identity(),
+        head_init_std=cfg.head_init_std,
     )
     start = time.perf_counter()
-    trainer.fit(model, train_dataloaders=train_loader)
+    accuracy, steps = train_and_test(
+        model,
+        train_set,
+        test_set,
+        seed=cfg.seed,
+        max_steps=cfg.max_steps,
+        eval_batch_size=cfg.eval_batch_size,
+        num_workers=cfg.num_workers,
+        accelerator=cfg.accelerator,
+        precision=cfg.precision,
+        enable_progress_bar=cfg.enable_progress_bar,
+    )
     wall = time.perf_counter() - start
-    trainer.test(model, dataloaders=test_loader, verbose=False)
-    top1, top5 = model.accuracy()
     result = FinetuneResult(
-        top1=top1,
-        top5=top5,
+        top1=accuracy["top1"],
+        top5=accuracy["top5"],
         num_labelled=len(train_set),
         split=source,
-        epochs=epochs,
-        steps=int(trainer.global_step),
+        epochs=cfg.resolved_epochs(),
+        steps=steps,
         wall_time_s=wall,
         config={**asdict(cfg), "checkpoint": str(checkpoint), "dataset": name},
         preset=preset,

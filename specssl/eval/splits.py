@@ -3,35 +3,33 @@
 The semi-supervised protocol (SimCLR, Chen et al. 2020, Section 6 / Appendix B.5; BYOL,
 Grill et al. 2020, Appendix C.2; INTL paper, Table 1) fine-tunes on 1% or 10% of the
 training labels. Numbers are only comparable on the *same* subset, so the subsets are files
-shipped with the package (``specssl/splits/<dataset>_<pct>pct_seed<seed>.txt``), made once by
+shipped with the package (``specssl/splits/<dataset>_<pct>pct_seed<seed>.json``), made once by
 :func:`make_split` from the real training labels and verified on every load.
 
-File format (text, one labelled training image per line after a commented header)::
+File format (JSON)::
 
-    # specssl label split v1
-    # dataset: cifar10
-    # fraction: 0.01
-    # seed: 0
-    # num_train: 50000
-    # num_classes: 10
-    # per_class: 50
-    # count: 500
-    # labels_sha256: <sha256 of all num_train training labels, int64 little-endian>
-    # body_sha256: <sha256 of the "index label" lines below, utf-8, '\\n'-terminated>
-    29 0
-    ...
+    {
+    "format": "specssl label split v2",
+    "dataset": "cifar10", "fraction": 0.01, "seed": 0,
+    "num_train": 50000, "num_classes": 10, "per_class": 50,
+    "labels_sha256": "<sha256 of all num_train training labels, int64 little-endian>",
+    "sha256": "<sha256 of the 'index label' lines of the subset, utf-8, '\\n'-terminated>",
+    "indices": [41, 52, ...],
+    "labels": [2, 7, ...]
+    }
 
-``index`` is the position in the training split in its original order (the order of
-``data_batch_1..5`` for CIFAR-10, of ``train`` for CIFAR-100), ``label`` its class.
-:func:`read_split` rejects a file whose count, class balance, index range, ordering or checksum
-is off; given the training labels it also checks that they are the ones the split was made
-from (same dataset version and order).
+``indices`` are positions in the training split in its original order (the order of
+``data_batch_1..5`` for CIFAR-10, of ``train`` for CIFAR-100), ascending; ``labels`` their
+classes. ``sha256`` is the digest of the lines ``f"{index} {label}\\n"`` (the v1 text files'
+``body_sha256``, kept when they were converted). :func:`read_split` rejects a file whose
+format, count, class balance, index range, ordering or checksum is off; given the training
+labels it also checks that they are the ones the split was made from (same dataset version
+and order).
 
-ImageNet: use SimCLR's published subsets (``1percent.txt`` / ``10percent.txt``, one image file
-name such as ``n01440764_10026.JPEG`` per line; 12,811 and 128,116 images). They cannot be
-downloaded here, so they are not shipped: pass the file with ``--split-file``;
-:func:`indices_from_image_names` matches the names against an ``imagefolder`` training set by
-file name.
+ImageNet: SimCLR's published subsets (one image file name such as ``n01440764_10026.JPEG`` per
+line) are shipped in ``specssl/splits/simclr``; any other list can be passed with
+``--split-file``; :func:`indices_from_image_names` matches the names against an ``imagefolder``
+training set by file name.
 
 Regenerate the shipped files, or make the CIFAR-100 ones (needs the datasets;
 ``SPECSSL_DATA`` or ``--data-root``), then add new files to :data:`SHIPPED`::
@@ -43,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,9 +52,11 @@ import numpy as np
 import torch
 
 __all__ = [
+    "FORMAT",
     "SHIPPED",
     "STANDARD",
     "Split",
+    "content_digest",
     "indices_from_image_names",
     "labels_digest",
     "load_split",
@@ -66,7 +67,7 @@ __all__ = [
     "write_split",
 ]
 
-MAGIC = "# specssl label split v1"
+FORMAT = "specssl label split v2"
 #: The standard splits :func:`main` writes: dataset -> percentages (seed 0).
 STANDARD: dict[str, tuple[int, ...]] = {"cifar10": (1, 10), "cifar100": (1, 10)}
 #: The split files shipped in ``specssl/splits`` (seed 0). CIFAR-100 is not among them yet: the
@@ -75,17 +76,8 @@ STANDARD: dict[str, tuple[int, ...]] = {"cifar10": (1, 10), "cifar100": (1, 10)}
 #: subset the file would hold (:func:`write_split` writes exactly that), without the file's
 #: check that the user's labels are the ones it was made from.
 SHIPPED: dict[str, tuple[int, ...]] = {"cifar10": (1, 10)}
-_HEADER_KEYS = (
-    "dataset",
-    "fraction",
-    "seed",
-    "num_train",
-    "num_classes",
-    "per_class",
-    "count",
-    "labels_sha256",
-    "body_sha256",
-)
+_KEYS = ("dataset", "fraction", "seed", "num_train", "num_classes", "per_class",
+         "labels_sha256", "sha256", "indices", "labels")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -151,6 +143,12 @@ def labels_digest(labels: torch.Tensor | Sequence[int] | np.ndarray) -> str:
     return hashlib.sha256(_as_labels(labels).astype("<i8").tobytes()).hexdigest()
 
 
+def content_digest(indices: Sequence[int], labels: Sequence[int]) -> str:
+    """sha256 hex digest of a subset: the utf-8 lines ``f"{index} {label}\\n"``."""
+    body = "".join(f"{int(i)} {int(k)}\n" for i, k in zip(indices, labels, strict=True))
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
 def make_split(
     labels: torch.Tensor | Sequence[int] | np.ndarray,
     fraction: float,
@@ -158,12 +156,12 @@ def make_split(
     *,
     num_classes: int | None = None,
 ) -> torch.Tensor:
-    """Class-balanced random subset: ``per_class = round(fraction * N / C)`` images per class.
+    """Stratified random subset of ``per_class · C`` images, ``per_class = round(fraction N/C)``.
 
-    For each class ``c = 0 .. C-1`` in turn, the first ``per_class`` entries of a random
-    permutation of that class's indices are kept, all permutations drawn from one
-    ``numpy.random.RandomState(seed)`` (whose stream numpy keeps fixed across versions, so the
-    same labels and seed give the same split everywhere).
+    scikit-learn's ``train_test_split(stratify=labels, random_state=seed)``
+    (``StratifiedShuffleSplit``: per class ``c = 0 .. C-1`` in turn, the first entries of a
+    ``numpy.random.RandomState(seed)`` permutation of that class's indices). On a training set
+    with equal class sizes (CIFAR-10/100, STL-10) every class gets exactly ``per_class`` images.
 
     Args:
         labels: ``(N,)`` integer training labels in ``[0, C)``.
@@ -175,6 +173,8 @@ def make_split(
     Returns:
         ``(per_class * C,)`` int64 indices into ``labels``, ascending.
     """
+    from sklearn.model_selection import train_test_split
+
     y = _as_labels(labels)
     if isinstance(fraction, bool) or not 0 < float(fraction) <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
@@ -194,12 +194,13 @@ def make_split(
             f"class {worst} has {int(counts[worst])} images, fewer than the {per_class} per "
             "class a balanced split needs"
         )
-    rng = np.random.RandomState(int(seed))
-    chosen = []
-    for k in range(c):
-        members = np.flatnonzero(y == k)
-        chosen.append(members[rng.permutation(members.shape[0])[:per_class]])
-    return torch.from_numpy(np.sort(np.concatenate(chosen))).to(torch.int64)
+    everything = np.arange(y.shape[0])
+    if per_class * c == y.shape[0]:
+        return torch.from_numpy(everything)
+    chosen, _ = train_test_split(
+        everything, train_size=per_class * c, stratify=y, random_state=int(seed)
+    )
+    return torch.from_numpy(np.sort(chosen)).to(torch.int64)
 
 
 def _pct_name(fraction: float) -> str:
@@ -208,14 +209,16 @@ def _pct_name(fraction: float) -> str:
 
 
 def split_path(dataset: str, pct: float, seed: int = 0) -> Path:
-    """Path of the shipped split file ``specssl/splits/<dataset>_<pct>pct_seed<seed>.txt``."""
+    """Path of the shipped split file ``specssl/splits/<dataset>_<pct>pct_seed<seed>.json``."""
     return Path(str(files("specssl") / "splits")) / (
-        f"{dataset}_{_pct_name(pct / 100)}pct_seed{seed}.txt"
+        f"{dataset}_{_pct_name(pct / 100)}pct_seed{seed}.json"
     )
 
 
-def _body(indices: np.ndarray, labels: np.ndarray) -> str:
-    return "".join(f"{int(i)} {int(k)}\n" for i, k in zip(indices, labels, strict=True))
+def _dump(record: dict) -> str:
+    """JSON, one key per line (the index lists on one line each)."""
+    lines = [f"{json.dumps(k)}: {json.dumps(v)}" for k, v in record.items()]
+    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 def write_split(
@@ -232,22 +235,22 @@ def write_split(
     y = _as_labels(labels)
     c = int(y.max()) + 1 if num_classes is None else int(num_classes)
     idx = make_split(y, fraction, seed, num_classes=c).numpy()
-    body = _body(idx, y[idx])
-    header = {
+    record = {
+        "format": FORMAT,
         "dataset": dataset,
-        "fraction": f"{float(fraction):g}",
-        "seed": str(int(seed)),
-        "num_train": str(y.shape[0]),
-        "num_classes": str(c),
-        "per_class": str(idx.shape[0] // c),
-        "count": str(idx.shape[0]),
+        "fraction": float(fraction),
+        "seed": int(seed),
+        "num_train": int(y.shape[0]),
+        "num_classes": c,
+        "per_class": int(idx.shape[0] // c),
         "labels_sha256": labels_digest(y),
-        "body_sha256": hashlib.sha256(body.encode()).hexdigest(),
+        "sha256": content_digest(idx, y[idx]),
+        "indices": idx.tolist(),
+        "labels": y[idx].tolist(),
     }
-    text = MAGIC + "\n" + "".join(f"# {k}: {v}\n" for k, v in header.items()) + body
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    path.write_text(_dump(record))
     return read_split(path)
 
 
@@ -256,53 +259,42 @@ def read_split(path: str | Path) -> Split:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file is malformed or inconsistent (names the problem): wrong header,
-            line count != ``count`` != ``per_class * num_classes``, a class with a different
-            number of images, duplicate / unsorted / out-of-range indices, checksum mismatch.
+        ValueError: the file is malformed or inconsistent (names the problem): not JSON,
+            another format, a missing key, length != ``per_class * num_classes``, a class with
+            a different number of images, duplicate / unsorted / out-of-range indices,
+            checksum mismatch.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"split file not found: {path}")
-    lines = path.read_text().splitlines(keepends=True)
 
     def bad(problem: str) -> ValueError:
         return ValueError(f"split file {path}: {problem}")
 
-    if not lines or lines[0].rstrip("\n") != MAGIC:
-        raise bad(f"first line must be {MAGIC!r}")
-    header: dict[str, str] = {}
-    pos = 1
-    while pos < len(lines) and lines[pos].startswith("#"):
-        key, sep, value = lines[pos][1:].partition(":")
-        if not sep:
-            raise bad(f"header line {pos + 1} is not '# key: value'")
-        header[key.strip()] = value.strip()
-        pos += 1
-    missing = [k for k in _HEADER_KEYS if k not in header]
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise bad(f"not JSON ({err})") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise bad(f"format must be {FORMAT!r}")
+    missing = [k for k in _KEYS if k not in record]
     if missing:
-        raise bad(f"header lacks {', '.join(missing)}")
+        raise bad(f"lacks {', '.join(missing)}")
     try:
-        fraction = float(header["fraction"])
-        seed, num_train, num_classes, per_class, count = (
-            int(header[k]) for k in ("seed", "num_train", "num_classes", "per_class", "count")
+        num_train, num_classes, per_class = (
+            int(record[k]) for k in ("num_train", "num_classes", "per_class")
         )
-    except ValueError as err:
-        raise bad(f"non-numeric header value ({err})") from None
-    body = "".join(lines[pos:])
-    if hashlib.sha256(body.encode()).hexdigest() != header["body_sha256"]:
-        raise bad("checksum mismatch (body_sha256): the index lines were modified or truncated")
-    try:
-        rows = np.array([[int(t) for t in line.split()] for line in lines[pos:]], dtype=np.int64)
-    except ValueError as err:
-        raise bad(f"a line is not 'index label' ({err})") from None
-    if rows.ndim != 2 or rows.shape[1] != 2:
-        raise bad("every line must be 'index label'")
-    if rows.shape[0] != count or count != per_class * num_classes:
+        idx = np.asarray(record["indices"], dtype=np.int64)
+        lab = np.asarray(record["labels"], dtype=np.int64)
+    except (TypeError, ValueError) as err:
+        raise bad(f"non-integer value ({err})") from None
+    if idx.ndim != 1 or idx.shape != lab.shape or idx.shape[0] != per_class * num_classes:
         raise bad(
-            f"{rows.shape[0]} lines, header says count={count} = per_class {per_class} x "
-            f"num_classes {num_classes}"
+            f"{idx.size} indices and {lab.size} labels, expected per_class {per_class} "
+            f"x num_classes {num_classes}"
         )
-    idx, lab = rows[:, 0], rows[:, 1]
+    if content_digest(idx, lab) != record["sha256"]:
+        raise bad("checksum mismatch (sha256): the indices or labels were modified or truncated")
     if idx.min() < 0 or idx.max() >= num_train:
         raise bad(f"indices outside [0, {num_train})")
     if np.any(np.diff(idx) <= 0):
@@ -314,15 +306,15 @@ def read_split(path: str | Path) -> Split:
         k = int(np.flatnonzero(per != per_class)[0])
         raise bad(f"not class-balanced: class {k} has {int(per[k])} images, expected {per_class}")
     return Split(
-        dataset=header["dataset"],
-        fraction=fraction,
-        seed=seed,
+        dataset=str(record["dataset"]),
+        fraction=float(record["fraction"]),
+        seed=int(record["seed"]),
         num_train=num_train,
         num_classes=num_classes,
         per_class=per_class,
         indices=torch.from_numpy(idx),
         labels=torch.from_numpy(lab),
-        labels_sha256=header["labels_sha256"],
+        labels_sha256=str(record["labels_sha256"]),
     )
 
 
@@ -345,7 +337,7 @@ def load_split(
     split = read_split(path)
     if split.dataset != dataset or abs(split.fraction * 100 - pct) > 1e-9:
         raise ValueError(
-            f"split file {path}: header says {split.dataset} {split.fraction:g}, "
+            f"split file {path}: it holds {split.dataset} {split.fraction:g}, "
             f"expected {dataset} {pct / 100:g}"
         )
     if train_labels is not None:
@@ -354,16 +346,17 @@ def load_split(
 
 
 def read_split_file(path: str | Path) -> Split | list[str]:
-    """A user-given split file: a specssl split (:class:`Split`) or a list of image file names
-    (SimCLR's ImageNet ``1percent.txt`` format, one name per line; returned as a list)."""
+    """A user-given split file: a specssl split (JSON, :class:`Split`) or a list of image file
+    names (SimCLR's ImageNet ``1percent.txt`` format, one name per line; returned as a list)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"split file not found: {path}")
-    with path.open() as fh:
-        first = fh.readline().rstrip("\n")
-    if first == MAGIC:
+    text = path.read_text()
+    if text.lstrip().startswith("{"):
         return read_split(path)
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if text.startswith("# specssl label split v1"):
+        raise ValueError(f"{path} is a v1 text split: write it again with write_split (JSON)")
+    names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
         raise ValueError(f"split file {path} is empty")
     return names
