@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "toy": "specssl.toy.command",
     "spectrum": "specssl.eval.spectrum_command",
     "finetune": "specssl.eval.finetune_command",
+    "report": "specssl.eval.report_command",
 }
 
 USAGE_ERROR = 2

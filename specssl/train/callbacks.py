@@ -19,6 +19,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from specssl.core.knn import knn_accuracy
 from specssl.spectral import EmbeddingSpectra, embedding_spectra
+from specssl.train.collapse import read_verdict
 from specssl.train.rundir import replace_link
 
 
@@ -217,6 +218,9 @@ class KNNMonitor(L.Callback):
 #: the spectrum sample, each augmented ``LIDAR_VIEWS`` times with the first training view.
 LIDAR_IMAGES, LIDAR_VIEWS = 256, 4
 
+#: The spectrum monitor's files in its directory: every eigenvalue, and the scalar metrics.
+EIGENVALUES_FILE, SCALARS_FILE = "eigenvalues.csv", "scalars.csv"
+
 
 @dataclass
 class SpectrumSample:
@@ -319,7 +323,8 @@ class SpectrumMonitor(L.Callback):
     ``condition_indicator_raw``), the stable rank normalized by ``r``, effective rank, NESum
     and α-ReQ; RankMe and LiDAR (``lidar_images`` images x ``lidar_views`` augmentations of
     the first training view; ``lidar_views=0`` turns it off) of ``Z`` and the features.
-    Appends all eigenvalues to ``spectrum/eigenvalues.csv`` and saves
+    Appends all eigenvalues to ``spectrum/eigenvalues.csv``, writes the scalar metrics of
+    every snapshot (epoch 0 included) to ``spectrum/scalars.csv`` and saves
     ``spectrum/epoch_XXX.png`` (log-scale eigenvalues of every snapshot so far). The snapshots
     are saved in checkpoints: a resumed run rewrites the CSV from them and plots the whole run.
     """
@@ -401,6 +406,7 @@ class SpectrumMonitor(L.Callback):
                 pl_module.log(f"spectrum/{key}", value, rank_zero_only=True)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._append_csv(snap)
+        self._write_scalars()
         if self.plots:
             from specssl.viz import plot_spectra
 
@@ -410,7 +416,7 @@ class SpectrumMonitor(L.Callback):
             )
 
     def _append_csv(self, snap: dict[str, Any]) -> None:
-        path = self.out_dir / "eigenvalues.csv"
+        path = self.out_dir / EIGENVALUES_FILE
         new = not path.exists()
         with open(path, "a", newline="") as fh:
             writer = csv.writer(fh)
@@ -423,10 +429,23 @@ class SpectrumMonitor(L.Callback):
 
     def _rewrite_csv(self) -> None:
         """``eigenvalues.csv`` from the snapshots restored from the checkpoint."""
-        (self.out_dir / "eigenvalues.csv").unlink(missing_ok=True)
+        (self.out_dir / EIGENVALUES_FILE).unlink(missing_ok=True)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for snap in self.snapshots:
             self._append_csv(snap)
+        if self.snapshots:
+            self._write_scalars()
+
+    def _write_scalars(self) -> None:
+        """``scalars.csv``: one row per snapshot (epoch 0: random init), one column per scalar
+        metric (``"<which>/<name>"``, full float precision), rewritten from the snapshots."""
+        keys = sorted({k for s in self.snapshots for k, v in s.items() if isinstance(v, float)})
+        with open(self.out_dir / SCALARS_FILE, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["epoch", *keys])
+            for snap in self.snapshots:
+                cells = [repr(snap[k]) if k in snap else "" for k in keys]
+                writer.writerow([snap["epoch"], *cells])
 
 
 def spectrum_summary_lines(
@@ -438,7 +457,8 @@ def spectrum_summary_lines(
     ``initial``): the condition indicator of ``Z`` and ``Ẑ`` inside the rank bound of each
     matrix (with the full-spectrum ratio where the bound cuts structurally zero eigenvalues),
     their normalized stable rank, RankMe of the backbone features and of ``Z`` before and after
-    training, and the newest spectrum plot in ``plot_dir``.
+    training, the newest spectrum plot in ``plot_dir`` and the collapse alarm's verdict there
+    (:mod:`specssl.train.collapse`).
     """
     lines = []
     names = {"z": "Z (embedding)", "zhat": "Ẑ (what the loss sees)"}
@@ -468,4 +488,7 @@ def spectrum_summary_lines(
     plots = sorted(Path(plot_dir).glob("epoch_*.png")) if plot_dir is not None else []
     if plots:
         lines.append(f"spectrum plot: {plots[-1]}")
+    verdict = read_verdict(plot_dir) if plot_dir is not None else None
+    if verdict is not None:
+        lines.append(f"collapse alarm: {verdict.status} ({verdict.evidence()})")
     return lines

@@ -119,6 +119,21 @@ class MonitorConfig:
     spectrum_samples: int = 1024
     spectrum_plots: bool = True
     checkpoint_every: int = 1  # epochs between checkpoints
+    # Collapse alarm (specssl.train.collapse), from the spectrum monitor's snapshots: off | warn
+    # (print the evidence: metric, its trajectory, the spectrum plot) | stop (also end the run
+    # at the first checkpointed epoch, checkpoint kept). Fires when collapse_metric is below
+    # collapse_threshold in collapse_patience consecutive snapshots from epoch collapse_after
+    # on. Values from measured runs: docs/results/collapse_alarm/README.md
+    collapse_alarm: str = "off"
+    collapse_metric: str = "z/effective_rank"  # any "<which>/<name>" key the monitor logs
+    collapse_threshold: float = 1.2
+    collapse_patience: int = 2
+    collapse_after: int = 4  # first epoch counted (early epochs pass through a narrow spectrum)
+
+    def __post_init__(self) -> None:
+        # YAML reads an unquoted off / on as a boolean: off means off, on means warn
+        alarm = str(self.collapse_alarm).lower()
+        self.collapse_alarm = {"false": "off", "true": "warn"}.get(alarm, alarm)
 
 
 @dataclass
@@ -217,6 +232,13 @@ def validate(cfg: Config) -> None:
             "must be >= 1 (or set trainer.max_steps)",
         ),
         (cfg.monitor.spectrum_samples >= 2, "monitor.spectrum_samples", "must be >= 2"),
+        (
+            cfg.monitor.collapse_alarm in ("off", "warn", "stop"),
+            "monitor.collapse_alarm",
+            "must be off, warn or stop",
+        ),
+        (cfg.monitor.collapse_patience >= 1, "monitor.collapse_patience", "must be >= 1"),
+        (cfg.monitor.collapse_after >= 1, "monitor.collapse_after", "must be >= 1"),
         (0.0 <= cfg.method.base_tau <= 1.0, "method.base_tau", "must be in [0, 1]"),
     ]
     for ok, key, rule in checks:

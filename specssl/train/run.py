@@ -21,6 +21,7 @@ from specssl.train.callbacks import (
     SpectrumMonitor,
     spectrum_summary_lines,
 )
+from specssl.train.collapse import CollapseAlarm
 from specssl.train.config import Config, ConfigError, save_config
 from specssl.train.csv_log import ResumableCSVLogger
 from specssl.train.datamodule import SSLDataModule
@@ -215,7 +216,9 @@ def _pretrain_locked(
     )
     # Training time summed over resumed segments (kept in checkpoints); enforces max_time.
     timer = Timer(duration=cfg.trainer.max_time)
-    callbacks = [knn, spectrum, RNGStateCallback(), timer, checkpoint, *(extra_callbacks or [])]
+    alarm = CollapseAlarm.from_config(mon, spectrum)  # after the monitor: reads its snapshots
+    callbacks = [knn, spectrum, alarm, RNGStateCallback(), timer, checkpoint]
+    callbacks += extra_callbacks or []
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     trainer = build_trainer(cfg, run_dir, callbacks, logger, resume_step)
