@@ -145,12 +145,13 @@ def test_ntxent_matches_lightly_on_random_inputs():
         torch.testing.assert_close(NTXentLoss(tau)(z1, z2), ref(z1, z2), rtol=1e-5, atol=1e-5)
 
 
-def test_ntxent_last_terms_and_bad_input():
+def test_ntxent_terms_and_bad_input():
     z1, z2 = make_views(2, 4, 3, seed=0)
     loss = NTXentLoss(0.5)
-    loss(z1, z2)
+    result = loss.compute(z1, z2)
+    assert torch.equal(result.loss, loss(z1, z2))
     cos = torch.nn.functional.cosine_similarity(z1, z2).mean()
-    torch.testing.assert_close(loss.last_terms["pos_cos"], cos)
+    torch.testing.assert_close(result.terms["pos_cos"], cos)
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="temperature"):
             NTXentLoss(bad)
@@ -181,8 +182,9 @@ def test_moco_loss_orthogonal_queue_value_gradients_and_errors():
     q = basis[:3] * 2.0
     loss = MoCoLoss(tau)
     assert loss(q, q, basis[3:]).item() == pytest.approx(math.log1p(kq * math.exp(-1 / tau)))
-    torch.testing.assert_close(loss.last_terms["pos_cos"], torch.tensor(1.0, dtype=F64))
-    torch.testing.assert_close(loss.last_terms["neg_cos"], torch.tensor(0.0, dtype=F64))
+    terms = loss.compute(q, q, basis[3:]).terms
+    torch.testing.assert_close(terms["pos_cos"], torch.tensor(1.0, dtype=F64))
+    torch.testing.assert_close(terms["neg_cos"], torch.tensor(0.0, dtype=F64))
 
     g = torch.Generator().manual_seed(0)
     q = torch.randn(3, 4, generator=g, dtype=F64, requires_grad=True)
@@ -265,12 +267,16 @@ def test_mocov2_trains_updates_target_and_queue_of_any_size():
         views = [torch.randn(8, 3, 16, 16), torch.randn(8, 3, 16, 16)]
         queue_before = method.queue.clone()
         out = method(views)
-        keys = method.keys(views)  # target unchanged since forward: the enqueued keys
-        expected = sum(
-            MoCoLoss(0.2)(out.embeddings[i], keys[j], queue_before)
+        keys = method.target_embed(views)  # target unchanged since forward: the enqueued keys
+        pairs = [
+            MoCoLoss(0.2).compute(out.embeddings[i], keys[j], queue_before)
             for i, j in permutations(range(2), 2)
-        )
-        torch.testing.assert_close(out.loss, expected / 2)
+        ]
+        torch.testing.assert_close(out.loss, (pairs[0].loss + pairs[1].loss) / 2)
+        for name in ("pos_cos", "neg_cos"):  # the mean over the two pairs, not the last one
+            mean = (pairs[0].terms[name] + pairs[1].terms[name]) / 2
+            torch.testing.assert_close(out.terms[name], mean)
+        assert not torch.allclose(pairs[0].terms["neg_cos"], pairs[1].terms["neg_cos"])
         ref_queue, ref_ptr = fifo_reference(ref_queue, ref_ptr, torch.cat(keys))
         torch.testing.assert_close(method.queue, ref_queue)
         assert int(method.queue_ptr) == ref_ptr == (16 * step) % 20

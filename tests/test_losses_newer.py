@@ -86,7 +86,9 @@ def test_mec_momentum_is_the_authors_loss(n_views, m, d) -> None:
         return ref_mec(vs[n_views:], vs[:n_views], 64.0, 4)
 
     value = assert_same(ours, ref, views)
-    terms = loss.last_terms  # the authors' logged MEC = μ tr / m
+    result = loss.compute_momentum(views[:n_views], views[n_views:])
+    assert torch.equal(result.loss, ours(views))
+    terms = result.terms  # the authors' logged MEC = μ tr / m
     mu = (m + d) / 2
     torch.testing.assert_close(terms["coding_length"], -value * mu * d / (m * 64.0), **TOL)
     loss.lambda_inv_scale.fill_(5.0)  # mid warm-up
@@ -357,10 +359,11 @@ def test_half_precision_inputs_give_the_float32_value(name) -> None:
     ref = twin([v.float() for v in views])
     torch.manual_seed(0)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = loss(views)
+        result = loss.compute(views)
+    got = result.loss
     assert got.dtype == torch.float32 and math.isfinite(float(got))
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
-    assert loss.last_terms and all(not t.requires_grad for t in loss.last_terms.values())
+    assert result.terms and all(not t.requires_grad for t in result.terms.values())
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))

@@ -122,8 +122,8 @@ def test_barlow_matches_eqn2_transcription_for_two_and_three_views():
     ref3 = np.mean([ref_barlow(x, y, 0.0051) for x, y in combinations([za, zb, zc], 2)])
     assert loss([za, zb, zc]).item() == pytest.approx(ref3, rel=1e-12)
     # the terms: unweighted on/off-diagonal sums; scale multiplies the whole loss
-    loss(za, zb)
-    on, off = loss.last_terms["on_diag"], loss.last_terms["off_diag"]
+    terms = loss.compute(za, zb).terms
+    on, off = terms["on_diag"], terms["off_diag"]
     assert (on + 0.0051 * off).item() == pytest.approx(ref_barlow(za, zb, 0.0051), rel=1e-12)
     scaled = BarlowTwinsLoss(lambda_offdiag=0.0051, scale=0.1, eps=0.0)(za, zb)
     assert scaled.item() == pytest.approx(0.1 * ref_barlow(za, zb, 0.0051), rel=1e-12)
@@ -186,9 +186,9 @@ def test_vicreg_terms_by_hand_on_a_three_sample_case():
     """
     z = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0]], dtype=F64)
     loss_fn = VICRegLoss(sim_weight=25, var_weight=25, cov_weight=1, eps=0.0)
-    loss = loss_fn(z, z / 4)
+    result = loss_fn.compute(z, z / 4)
+    loss, terms = result.loss, result.terms
     s, v, c = 3 / 4, 1 - 1 / math.sqrt(12), 4 / 9 + 1 / 576
-    terms = loss_fn.last_terms
     assert terms["invariance"].item() == pytest.approx(s, rel=1e-12)
     assert terms["variance"].item() == pytest.approx(v, rel=1e-12)
     assert terms["covariance"].item() == pytest.approx(c, rel=1e-12)
@@ -213,10 +213,9 @@ def test_vicreg_variance_term_vanishes_above_gamma_and_is_linear_in_std_below():
     (z,) = make_views(1, m=40, d=4, seed=6)
     z = (z - z.mean(0)) / z.std(0)  # unit std per column
     loss_fn = VICRegLoss(eps=0.0)
-    loss_fn(3 * z, 3 * z)
-    assert loss_fn.last_terms["variance"].item() == 0.0
-    loss_fn(0.25 * z, 0.25 * z)
-    assert loss_fn.last_terms["variance"].item() == pytest.approx(2 * 0.75, rel=1e-12)
+    assert loss_fn.compute(3 * z, 3 * z).terms["variance"].item() == 0.0
+    variance = loss_fn.compute(0.25 * z, 0.25 * z).terms["variance"]
+    assert variance.item() == pytest.approx(2 * 0.75, rel=1e-12)
 
 
 def test_vicreg_rejects_bad_input_and_arguments():
@@ -313,7 +312,7 @@ def test_swav_matches_transcription_with_and_without_small_crops():
     assert loss_fn(large).item() == pytest.approx(ref_swav(large, [], 0.1, 3, 0.05), rel=1e-12)
     out = loss_fn(large, small_views=small).item()
     assert out == pytest.approx(ref_swav(large, small, 0.1, 3, 0.05), rel=1e-12)
-    ent = loss_fn.last_terms["code_entropy"].item()
+    ent = loss_fn.compute(large, small_views=small).terms["code_entropy"].item()
     assert 0 < ent <= math.log(6)
 
 

@@ -203,12 +203,13 @@ def test_intl_matches_reference(axis, shape_index, T, n_views) -> None:
     # ref_intl is the all-pairs form; the authors' anchor pairing is tested in test_fidelity.py
     loss = INTLLoss(T=T, beta=beta, axis=axis, pairing="all_pairs")
     total = loss(*views)
+    terms = loss.compute(*views).terms
     ref_total, ref_inv, ref_tr = ref_intl(views, T, axis, beta)
     assert total.dtype == F64 and total.shape == ()
     torch.testing.assert_close(total, ref_total, rtol=1e-9, atol=1e-11)
-    torch.testing.assert_close(loss.last_terms["invariance"], ref_inv, rtol=1e-9, atol=1e-11)
-    torch.testing.assert_close(loss.last_terms["trace"], ref_tr, rtol=1e-9, atol=1e-11)
-    assert not loss.last_terms["trace"].requires_grad
+    torch.testing.assert_close(terms["invariance"], ref_inv, rtol=1e-9, atol=1e-11)
+    torch.testing.assert_close(terms["trace"], ref_tr, rtol=1e-9, atol=1e-11)
+    assert not terms["trace"].requires_grad
     # The β-weighted trace part is far above the tolerance, so a wrong β or trace would show
     # (for T = 7 it is small, ~1e-7 of the total, as the output is nearly white).
     assert beta * ref_tr > 100 * 1e-9 * ref_total
@@ -264,12 +265,11 @@ def test_intl_large_T_trace_vanishes_on_well_conditioned_embedding(axis) -> None
     g = torch.Generator().manual_seed(11)
     z = torch.randn(m, d, generator=g, dtype=F64)
     loss = INTLLoss(T=30, beta=1.0, axis=axis)
-    loss(z, z + 0.1 * torch.randn(m, d, generator=g, dtype=F64))
-    assert loss.last_terms["trace"].item() < 1e-12
+    terms = loss.compute(z, z + 0.1 * torch.randn(m, d, generator=g, dtype=F64)).terms
+    assert terms["trace"].item() < 1e-12
     # ... whereas one Newton step is far from whitening.
     short = INTLLoss(T=1, beta=1.0, axis=axis)
-    short(z, z)
-    assert short.last_terms["trace"].item() > 0.1
+    assert short.compute(z, z).terms["trace"].item() > 0.1
 
 
 # =========================================================================== identical views
@@ -286,7 +286,7 @@ def test_intl_identical_views_leave_only_the_trace_part(axis) -> None:
     z1, z2 = _identical(m, d)
     loss = INTLLoss(T=2, beta=0.3, axis=axis)
     total = loss(z1, z2)
-    assert abs(loss.last_terms["invariance"].item()) < 1e-12
+    assert abs(loss.compute(z1, z2).terms["invariance"].item()) < 1e-12
     expected = 0.3 * 2 * ref_trace(ref_iternorm(z1, 2, axis), axis)
     torch.testing.assert_close(total, expected, rtol=1e-9, atol=1e-12)
     assert expected > 1e-3
@@ -641,10 +641,11 @@ def test_constant_views_complete_collapse(axis) -> None:
     beta = 0.25
     loss = INTLLoss(T=4, beta=beta, axis=axis)
     total = loss(z1, z2)
+    terms = loss.compute(z1, z2).terms
     n = m if axis == "channel" else d
     assert total.item() == pytest.approx(2 + 2 * beta * n, rel=1e-12)
-    assert loss.last_terms["invariance"].item() == pytest.approx(2.0, rel=1e-12)
-    assert loss.last_terms["trace"].item() == pytest.approx(2 * n, rel=1e-12)
+    assert terms["invariance"].item() == pytest.approx(2.0, rel=1e-12)
+    assert terms["trace"].item() == pytest.approx(2 * n, rel=1e-12)
     total.backward()
     assert torch.isfinite(z1.grad).all() and torch.isfinite(z2.grad).all()
     # The default β on the channel axis: n = m = 16 -> 0.01.

@@ -13,6 +13,7 @@ from helpers import TINY_RUN
 from torch import nn
 
 from specssl.cli import main
+from specssl.losses import LossResult, SSLLoss
 from specssl.train.callbacks import CheckpointWriteError
 from specssl.train.config import ConfigError, load_config
 from specssl.train.module import TrainingDivergedError
@@ -178,12 +179,12 @@ class _InfInSecondView(nn.Module):
         return views
 
 
-class _NaNTraceLoss(nn.Module):
+class _NaNTraceLoss(SSLLoss):
     """A loss whose ``trace`` term is NaN while the embeddings are finite."""
 
-    def forward(self, zs):
-        self.last_terms = {"mse": torch.tensor(0.5), "trace": torch.tensor(float("nan"))}
-        return sum(z.sum() for z in zs) * float("nan")
+    def compute(self, zs):
+        terms = {"mse": torch.tensor(0.5), "trace": torch.tensor(float("nan"))}
+        return LossResult(sum(z.sum() for z in zs) * float("nan"), terms)
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,12 @@
 """Drop-in self-supervised losses: plain ``nn.Module``s that are pure functions of embeddings.
 
-Each loss takes two or more views ``(m, d)`` as ``loss(z1, z2)`` or ``loss([z1, z2, ...])``.
+Each loss takes two or more views ``(m, d)`` as ``loss(z1, z2)`` or ``loss([z1, z2, ...])``
+and returns the scalar; ``loss.compute(...)`` returns a :class:`LossResult` with the named terms
+too, and ``loss.spectral_transform()`` the transformation whose spectrum the monitor measures.
 """
 
 from specssl.losses.barlow import BarlowTwinsLoss
+from specssl.losses.base import LossResult, SSLLoss, mean_result
 from specssl.losses.byol import NegativeCosineLoss, negative_cosine
 from specssl.losses.corinfomax import CorInfoMaxLoss
 from specssl.losses.dino import DINOLoss
@@ -31,6 +34,7 @@ __all__ = [
     "FroSSLLoss",
     "INTLLoss",
     "IterNormLoss",
+    "LossResult",
     "MECLoss",
     "MMCRLoss",
     "MoCoLoss",
@@ -38,6 +42,7 @@ __all__ = [
     "NegativeCosineLoss",
     "ReSALoss",
     "SIGRegLoss",
+    "SSLLoss",
     "STPowerLoss",
     "ShuffledDBNLoss",
     "SwAVLoss",
@@ -47,6 +52,7 @@ __all__ = [
     "ZeroCLLoss",
     "default_trace_weight",
     "epps_pulley",
+    "mean_result",
     "negative_cosine",
     "self_assignment",
     "sinkhorn_knopp",

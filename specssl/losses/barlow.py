@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
-from torch import nn
 
 from specssl.losses._views import parse_views, view_pairs
+from specssl.losses.base import LossResult, SSLLoss, Transform
 from specssl.spectral.common import compute_dtype, full_precision
 
 
@@ -39,7 +41,7 @@ def barlow_terms(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return on_diag, off_diag
 
 
-class BarlowTwinsLoss(nn.Module):
+class BarlowTwinsLoss(SSLLoss):
     """Barlow Twins loss (Zbontar et al. 2021, Eqns. 1-2).
 
         L = scale · ( Σ_i (1 - C_ii)²  +  λ Σ_{i≠j} C_ij² ),   C = cross_correlation(z_A, z_B)
@@ -56,8 +58,10 @@ class BarlowTwinsLoss(nn.Module):
 
     Call as ``loss(z1, z2)`` or ``loss([z1, z2, ...])`` with views ``(m, d)``, ``m >= 2``,
     computed on the global batch (the method gathers it under DDP). Returns a float32 (float64
-    for float64 input) scalar. ``last_terms`` holds the detached, unweighted ``on_diag`` and
-    ``off_diag`` sums of the last call (averaged over view pairs).
+    for float64 input) scalar; :meth:`compute` adds the detached, unweighted ``on_diag`` and
+    ``off_diag`` sums (averaged over view pairs). The monitored ``Ẑ`` is the
+    batch-standardised embedding (:func:`batch_standardize`) whose cross-correlation the loss
+    drives to the identity.
     """
 
     def __init__(self, lambda_offdiag: float = 0.0051, scale: float = 1.0, eps: float = 1e-5):
@@ -69,9 +73,11 @@ class BarlowTwinsLoss(nn.Module):
         if eps < 0:
             raise ValueError(f"eps must be >= 0, got {eps}")
         self.lambda_offdiag, self.scale, self.eps = lambda_offdiag, scale, eps
-        self.last_terms: dict[str, torch.Tensor] = {}
 
-    def forward(self, *views: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    def spectral_transform(self) -> Transform:
+        return partial(batch_standardize, eps=self.eps)
+
+    def compute(self, *views: torch.Tensor | list[torch.Tensor]) -> LossResult:
         zs = parse_views(
             views, type(self).__name__, min_batch=2, batch_use=" to standardise over the batch"
         )
@@ -84,8 +90,7 @@ class BarlowTwinsLoss(nn.Module):
                 on_diag, off_diag = on_diag + on, off_diag + off
             on_diag, off_diag = on_diag / len(pairs), off_diag / len(pairs)
             loss = self.scale * (on_diag + self.lambda_offdiag * off_diag)
-        self.last_terms = {"on_diag": on_diag.detach(), "off_diag": off_diag.detach()}
-        return loss
+        return LossResult(loss, {"on_diag": on_diag.detach(), "off_diag": off_diag.detach()})
 
     def extra_repr(self) -> str:
         return f"lambda_offdiag={self.lambda_offdiag}, scale={self.scale}, eps={self.eps}"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from specssl.losses.base import LossResult, SSLLoss
 from specssl.spectral.common import check_embedding, compute_dtype
 
 
@@ -33,7 +33,7 @@ def negative_cosine(p: torch.Tensor, z: torch.Tensor, eps: float = 1e-8) -> torc
     return -(p_n * z_n).sum(-1).mean()
 
 
-class NegativeCosineLoss(nn.Module):
+class NegativeCosineLoss(SSLLoss):
     """SimSiam Eqn. 1: ``D(p, z) = -(p / ‖p‖₂) · (z / ‖z‖₂)``, averaged over the batch.
 
     Call as ``loss(p, z)`` with ``p, z: (m, d)`` (row ``i`` of ``p`` is compared with row ``i``
@@ -57,9 +57,9 @@ class NegativeCosineLoss(nn.Module):
             raise ValueError(f"eps must be > 0, got {eps}")
         self.eps = eps
 
-    def forward(self, p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def compute(self, p: torch.Tensor, z: torch.Tensor) -> LossResult:
         _check_pair(p, z, type(self).__name__)
-        return negative_cosine(p, z, self.eps)
+        return LossResult(negative_cosine(p, z, self.eps))
 
     def extra_repr(self) -> str:
         return f"eps={self.eps}"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from specssl.losses._views import parse_views, view_pairs
+from specssl.losses.base import LossResult, SSLLoss, Transform, normalize_rows
 from specssl.spectral.common import compute_dtype, full_precision
 
 #: The estimates are kept and computed in float64, as the authors' ``CovarianceLoss`` does.
@@ -18,7 +18,7 @@ def spd_log_det(a: torch.Tensor) -> torch.Tensor:
     return 2 * torch.log(torch.diagonal(torch.linalg.cholesky(a))).sum()
 
 
-class CorInfoMaxLoss(nn.Module):
+class CorInfoMaxLoss(SSLLoss):
     """CorInfoMax loss (Ozsoy et al. 2022), as the authors' ``cifars-tiny/loss.py`` computes it.
 
     Per view ``v`` with embedding ``z_v: (m, d)`` (l2-normalised rows when ``normalize``, the
@@ -56,8 +56,9 @@ class CorInfoMaxLoss(nn.Module):
 
     Call as ``loss(z1, z2)`` or ``loss([z1, z2, ...])`` with views ``(m, d)``, ``m >= 2``, on
     the global batch (the method gathers it). Returns a float32 (float64 for float64 input)
-    scalar; ``last_terms`` holds the detached ``invariance`` (mean pair MSE) and ``logdet``
-    (the mean over views of ``log det(R_v + εI) / d``).
+    scalar; :meth:`compute` adds the detached ``invariance`` (mean pair MSE) and ``logdet``
+    (the mean over views of ``log det(R_v + εI) / d``). The monitored ``Ẑ`` is the
+    l2-normalised embedding when ``normalize`` (else ``Z`` itself).
     """
 
     R: torch.Tensor
@@ -89,7 +90,9 @@ class CorInfoMaxLoss(nn.Module):
         self.normalize = bool(normalize)
         self.register_buffer("R", torch.empty(0, dtype=STATE_DTYPE))
         self.register_buffer("mu", torch.empty(0, dtype=STATE_DTYPE))
-        self.last_terms: dict[str, torch.Tensor] = {}
+
+    def spectral_transform(self) -> Transform | None:
+        return normalize_rows if self.normalize else None
 
     def init_state(self, n_views: int, dim: int, device: torch.device | None = None) -> None:
         """(Re)set the estimates to ``R_v = R_ini · I_d`` and ``μ_v = 0`` for ``n_views`` views."""
@@ -107,7 +110,7 @@ class CorInfoMaxLoss(nn.Module):
                 f"{self.R.shape[-1]}, got {n_views} views of dimension {dim}"
             )
 
-    def forward(self, *views: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    def compute(self, *views: torch.Tensor | list[torch.Tensor]) -> LossResult:
         zs = parse_views(
             views, type(self).__name__, min_batch=2, batch_use=" for the correlation estimate"
         )
@@ -134,8 +137,8 @@ class CorInfoMaxLoss(nn.Module):
         if self.training:
             self.mu = torch.stack(new_mu).detach()
             self.R = torch.stack(new_R).detach()
-        self.last_terms = {"invariance": invariance.detach(), "logdet": logdet.detach()}
-        return loss.to(out_dtype)
+        terms = {"invariance": invariance.detach(), "logdet": logdet.detach()}
+        return LossResult(loss.to(out_dtype), terms)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         for name in ("R", "mu"):  # estimates created lazily: take the checkpoint's shape

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from specssl.core.distributed import all_reduce_
+from specssl.losses.base import LossResult, SSLLoss
 from specssl.spectral.common import check_embedding, full_precision
 
 
@@ -25,7 +25,7 @@ def _check_outputs(outs: Sequence[torch.Tensor], who: str, out_dim: int) -> list
     return list(outs)
 
 
-class DINOLoss(nn.Module):
+class DINOLoss(SSLLoss):
     """Cross-entropy from a centred, sharpened teacher to the student (DINO, Algorithm 1).
 
     For teacher outputs ``t_i: (m, K)`` (global views ``i < n_t``) and student outputs
@@ -54,7 +54,7 @@ class DINOLoss(nn.Module):
 
     Call as ``loss(teacher_out, student_out, epoch=None)`` with lists of ``(m, K)`` tensors
     (``epoch=None`` uses ``teacher_temp``). Returns a float32 (float64 for float64 input)
-    scalar; ``last_terms`` holds the detached teacher temperature and the mean entropy of the
+    scalar; :meth:`compute` adds the teacher temperature and the detached mean entropy of the
     teacher distribution (``log K`` = uniform collapse, 0 = one-hot collapse).
     """
 
@@ -96,7 +96,6 @@ class DINOLoss(nn.Module):
         self.warmup_teacher_temp = warmup_teacher_temp
         self.warmup_teacher_temp_epochs = warmup_teacher_temp_epochs
         self.register_buffer("center", torch.zeros(out_dim))
-        self.last_terms: dict[str, torch.Tensor] = {}
 
     def teacher_temperature(self, epoch: int | None) -> float:
         """``τ_t`` at ``epoch`` (``None``: after the warm-up)."""
@@ -110,12 +109,12 @@ class DINOLoss(nn.Module):
             self.warmup_teacher_temp + (self.teacher_temp - self.warmup_teacher_temp) * frac
         )
 
-    def forward(
+    def compute(
         self,
         teacher_out: Sequence[torch.Tensor],
         student_out: Sequence[torch.Tensor],
         epoch: int | None = None,
-    ) -> torch.Tensor:
+    ) -> LossResult:
         teacher = _check_outputs(teacher_out, "teacher", self.out_dim)
         student = _check_outputs(student_out, "student", self.out_dim)
         if len(teacher) > len(student):
@@ -143,13 +142,10 @@ class DINOLoss(nn.Module):
             off_diag = ~torch.eye(len(teacher), len(student), dtype=torch.bool, device=s.device)
             loss = cross[off_diag].mean()
             entropy = -(p_t * torch.log(p_t.clamp_min(1e-30))).sum(-1).mean()
-        self.last_terms = {
-            "teacher_temp": torch.tensor(temp),
-            "teacher_entropy": entropy.detach(),
-        }
+        terms = {"teacher_temp": torch.tensor(temp), "teacher_entropy": entropy.detach()}
         if self.training:
             self.update_center(teacher)
-        return loss
+        return LossResult(loss, terms)
 
     @torch.no_grad()
     def update_center(self, teacher_out: Sequence[torch.Tensor]) -> None:

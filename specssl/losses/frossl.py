@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from specssl.losses._views import parse_views
+from specssl.losses.base import LossResult, SSLLoss, Transform, normalize_columns
 from specssl.spectral.common import compute_dtype, full_precision
 
 
@@ -23,7 +23,7 @@ def log_frobenius_sq(z: torch.Tensor) -> torch.Tensor:
     return torch.log(k.pow(2).sum())
 
 
-class FroSSLLoss(nn.Module):
+class FroSSLLoss(SSLLoss):
     """FroSSL loss (Skean et al. 2024), as the authors' ``multiview_frossl_loss_func``
     (OFSkean/FroSSL ``solo/losses/frossl.py``, commit 4942ce5) computes it.
 
@@ -40,9 +40,10 @@ class FroSSLLoss(nn.Module):
         invariance_weight: ``w`` (authors' ``invariance_weight`` default 1.0).
 
     Call as ``loss(z1, z2, ...)`` or ``loss([z1, ..., zV])`` with views ``(m, d)``, ``m >= 2``,
-    on the global batch. Returns a float32 (float64 for float64 input) scalar; ``last_terms``
-    holds the detached, unweighted means over views of ``log_frobenius`` and ``invariance``
-    (``V d · mean (Z̃_v - Z̄)²``).
+    on the global batch. Returns a float32 (float64 for float64 input) scalar; :meth:`compute`
+    adds the detached, unweighted means over views of ``log_frobenius`` and ``invariance``
+    (``V d · mean (Z̃_v - Z̄)²``). The monitored ``Ẑ`` is the column-normalised ``Z̃``, whose
+    Frobenius norm the loss regularises.
     """
 
     def __init__(self, invariance_weight: float = 1.0) -> None:
@@ -50,9 +51,11 @@ class FroSSLLoss(nn.Module):
         if invariance_weight < 0:
             raise ValueError(f"invariance_weight must be >= 0, got {invariance_weight}")
         self.invariance_weight = invariance_weight
-        self.last_terms: dict[str, torch.Tensor] = {}
 
-    def forward(self, *views: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    def spectral_transform(self) -> Transform:
+        return normalize_columns
+
+    def compute(self, *views: torch.Tensor | list[torch.Tensor]) -> LossResult:
         zs = parse_views(
             views, type(self).__name__, min_batch=2, batch_use=" to normalise over the batch"
         )
@@ -63,11 +66,11 @@ class FroSSLLoss(nn.Module):
             frob = [log_frobenius_sq(z) for z in zs]
             inv = [n_views * d * F.mse_loss(z, mean) for z in zs]
             loss = sum(frob) + self.invariance_weight * sum(inv)
-        self.last_terms = {
+        terms = {
             "log_frobenius": (sum(frob) / n_views).detach(),
             "invariance": (sum(inv) / n_views).detach(),
         }
-        return loss
+        return LossResult(loss, terms)
 
     def extra_repr(self) -> str:
         return f"invariance_weight={self.invariance_weight}"

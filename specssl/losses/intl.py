@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import warnings
+from functools import partial
 
 import torch
-from torch import nn
 
 from specssl.losses._views import mean_pairwise_normalized_mse, normalized_mse, parse_views
+from specssl.losses.base import LossResult, SSLLoss, Transform
 from specssl.spectral import covariance_diagonal, iternorm
 from specssl.spectral.common import Axis, check_axis, compute_dtype, full_precision
 from specssl.spectral.iternorm import Iteration, check_iteration
@@ -34,7 +35,7 @@ def trace_loss(zhat: torch.Tensor, axis: Axis, groups: int = 1) -> torch.Tensor:
 PAIRINGS = ("anchor", "all_pairs")
 
 
-class INTLLoss(nn.Module):
+class INTLLoss(SSLLoss):
     """IterNorm with trace loss (INTL).
 
     Per view ``Ẑ_v = IterNorm_T(z_v)`` (Eqn. 3), ``ℓ(a, b) = 2 - 2 mean_i cos(a_i, b_i)`` and
@@ -64,8 +65,8 @@ class INTLLoss(nn.Module):
             ``method.loss.iteration=plain``.
 
     Call as ``loss(z1, z2)`` or ``loss([z1, z2, ...])`` with views ``(m, d)``. Returns a
-    float32 (float64 for float64 input) scalar. ``last_terms`` holds the detached
-    ``invariance`` (the mean ``ℓ``) and ``trace`` (the sum multiplying ``β``) of the last call.
+    float32 (float64 for float64 input) scalar; :meth:`compute` adds the detached
+    ``invariance`` (the mean ``ℓ``) and ``trace`` (the sum multiplying ``β``).
     """
 
     def __init__(
@@ -86,7 +87,6 @@ class INTLLoss(nn.Module):
             raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
         self.T, self.beta, self.axis, self.groups, self.pairing = T, beta, axis, groups, pairing
         self.iteration = iteration
-        self.last_terms: dict[str, torch.Tensor] = {}
         self._warned_zero_beta = False
 
     def trace_weight(self, z: torch.Tensor) -> float:
@@ -118,11 +118,16 @@ class INTLLoss(nn.Module):
             iteration=self.iteration,
         )
 
+    def spectral_transform(self) -> Transform:
+        """``IterNorm_T`` with this loss's ``T``, axis and groups (the default, coupled
+        iteration)."""
+        return partial(iternorm, T=self.T, axis=self.axis, groups=self.groups)
+
     def trace_loss(self, zhat: torch.Tensor) -> torch.Tensor:
         """Eqn. 6 for one whitened view."""
         return trace_loss(zhat, self.axis, self.groups)
 
-    def forward(self, *views: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    def compute(self, *views: torch.Tensor | list[torch.Tensor]) -> LossResult:
         zs = parse_views(views, type(self).__name__)
         with full_precision(zs[0]):
             whitened = [self.whiten(z) for z in zs]
@@ -143,6 +148,11 @@ class INTLLoss(nn.Module):
             L = 1/n Σ_i [ℓ(Ẑ_i, Ẑ_target) + β TL(Ẑ_i)],   n = len(online),
 
         with ``Ẑ = IterNorm_T(·)`` for the target too and no trace loss on the target."""
+        return self.compute_momentum(online, target).loss
+
+    def compute_momentum(self, online: list[torch.Tensor], target: torch.Tensor) -> LossResult:
+        """:meth:`momentum` with its terms (``invariance``: the mean ``ℓ``, ``trace``: the
+        mean ``TL`` of the online views)."""
         zs = parse_views((*online, target), f"{type(self).__name__}.momentum")
         online, target = zs[:-1], zs[-1].detach()
         with full_precision(target):
@@ -154,9 +164,9 @@ class INTLLoss(nn.Module):
 
     def _combine(
         self, invariance: torch.Tensor, trace: torch.Tensor, z: torch.Tensor
-    ) -> torch.Tensor:
-        self.last_terms = {"invariance": invariance.detach(), "trace": trace.detach()}
-        return invariance + self.trace_weight(z) * trace
+    ) -> LossResult:
+        terms = {"invariance": invariance.detach(), "trace": trace.detach()}
+        return LossResult(invariance + self.trace_weight(z) * trace, terms)
 
     def extra_repr(self) -> str:
         return (

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from specssl.losses._views import parse_views, view_pairs
+from specssl.losses.base import LossResult, SSLLoss, Transform, normalize_rows
 from specssl.spectral.common import compute_dtype, full_precision
 
 
@@ -37,7 +37,7 @@ def mec_trace(za: torch.Tensor, zb: torch.Tensor, lam: torch.Tensor, order: int)
     return taylor_log_det_trace(lam * c, order)
 
 
-class MECLoss(nn.Module):
+class MECLoss(SSLLoss):
     """Maximum entropy coding (Liu et al., NeurIPS 2022, Eqn. 3), the authors' implementation.
 
     For two views ``Z_1, Z_2: (m, d)`` with l2-normalised rows, Eqn. 3 reads
@@ -53,12 +53,14 @@ class MECLoss(nn.Module):
     i.e. Eqn. 3 divided by ``μ λ m / s`` (a constant: it rescales the learning rate only).
     ``s`` is :attr:`lambda_inv_scale`, the authors' warm-up of ``1/λ`` (``lamda_inv`` from
     ``8/λ`` to ``1/λ`` over the first 10 epochs, set each step by the method; 1 outside it).
-    ``last_terms['coding_length']`` is the authors' logged ``MEC = μ · tr / m`` and
-    ``last_terms['trace']`` the mean ``tr T_n`` (unweighted).
+    The terms of :meth:`compute`: ``coding_length``, the authors' logged ``MEC = μ · tr / m``,
+    and ``trace``, the mean ``tr T_n`` (unweighted). The monitored ``Ẑ`` is the
+    l2-normalised embedding ``Z̄``.
 
     Pairs: :meth:`forward` treats all views alike and averages over unordered pairs (the trace
-    is symmetric in its two views); :meth:`momentum` is the authors' asymmetric form, each
-    student view against the EMA teacher's embedding of every other view.
+    is symmetric in its two views); :meth:`momentum` (:meth:`compute_momentum` with the terms)
+    is the authors' asymmetric form, each student view against the EMA teacher's embedding of
+    every other view.
 
     Args:
         eps_sq: ``ε²``, the squared distortion (the authors' ``--eps``, default 64; the paper's
@@ -81,9 +83,11 @@ class MECLoss(nn.Module):
         self.eps_sq, self.order = float(eps_sq), order
         # the authors' warm-up factor of 1/λ; a buffer so a resumed run continues it
         self.register_buffer("lambda_inv_scale", torch.tensor(1.0, dtype=torch.float64))
-        self.last_terms: dict[str, torch.Tensor] = {}
 
-    def forward(self, *views: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    def spectral_transform(self) -> Transform:
+        return normalize_rows
+
+    def compute(self, *views: torch.Tensor | list[torch.Tensor]) -> LossResult:
         zs = parse_views(views, type(self).__name__)
         return self._loss([(zs[i], zs[j]) for i, j in view_pairs(len(zs))])
 
@@ -92,6 +96,12 @@ class MECLoss(nn.Module):
         teacher's outputs ``targets[i]: (m, d)`` (detached) of the same views, over ordered
         pairs ``i != j``; for two views ``½ (tr(p1, z2) + tr(p2, z1))`` as in
         ``main_pretrain.py``."""
+        return self.compute_momentum(online, targets).loss
+
+    def compute_momentum(
+        self, online: list[torch.Tensor], targets: list[torch.Tensor]
+    ) -> LossResult:
+        """:meth:`momentum` with its terms."""
         if len(online) != len(targets):
             raise ValueError(
                 f"{type(self).__name__}.momentum needs one target per online view, got "
@@ -105,7 +115,7 @@ class MECLoss(nn.Module):
         pairs = [(targets[i], online[j]) for i in range(n) for j in range(n) if i != j]
         return self._loss(pairs)
 
-    def _loss(self, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    def _loss(self, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> LossResult:
         z0 = pairs[0][0]
         m, d = z0.shape
         dtype = compute_dtype(z0)
@@ -117,11 +127,8 @@ class MECLoss(nn.Module):
             ) / len(pairs)
             loss = -trace / (lam * m)
         mu = (m + d) / 2
-        self.last_terms = {
-            "trace": trace.detach(),
-            "coding_length": (mu * trace / m).detach(),
-        }
-        return loss
+        terms = {"trace": trace.detach(), "coding_length": (mu * trace / m).detach()}
+        return LossResult(loss, terms)
 
     def extra_repr(self) -> str:
         return f"eps_sq={self.eps_sq}, order={self.order}"

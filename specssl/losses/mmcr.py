@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from specssl.losses._views import parse_views
+from specssl.losses.base import LossResult, SSLLoss, Transform, normalize_rows
 from specssl.spectral.common import compute_dtype, full_precision
 
 
-class MMCRLoss(nn.Module):
+class MMCRLoss(SSLLoss):
     """MMCR loss (Yerxa et al. 2023), as the authors' ``mmcr/cifar_stl/loss_mmcr.py`` computes it.
 
     The ``V`` views ``z_v: (m, d)`` are l2-normalised row-wise; image ``b`` has the ``d x V``
@@ -29,8 +29,9 @@ class MMCRLoss(nn.Module):
 
     Call as ``loss(z1, z2, ...)`` or ``loss([z1, ..., zV])`` with views ``(m, d)`` on the global
     batch. The singular values come from ``torch.linalg.svdvals`` in float32 (float64 for
-    float64 input) with autocast off. ``last_terms`` holds the detached ``centroid_nuclear``
-    (``‖C‖_*``) and, when ``λ > 0``, ``local_nuclear`` (``Σ_b ‖Z_b‖_* / m``).
+    float64 input) with autocast off. :meth:`compute` adds the detached ``centroid_nuclear``
+    (``‖C‖_*``) and, when ``λ > 0``, ``local_nuclear`` (``Σ_b ‖Z_b‖_* / m``). The monitored
+    ``Ẑ`` is the l2-normalised embedding.
     """
 
     def __init__(self, lmbda: float = 0.0) -> None:
@@ -38,9 +39,11 @@ class MMCRLoss(nn.Module):
         if lmbda < 0:
             raise ValueError(f"lmbda must be >= 0, got {lmbda}")
         self.lmbda = lmbda
-        self.last_terms: dict[str, torch.Tensor] = {}
 
-    def forward(self, *views: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    def spectral_transform(self) -> Transform:
+        return normalize_rows
+
+    def compute(self, *views: torch.Tensor | list[torch.Tensor]) -> LossResult:
         zs = parse_views(views, type(self).__name__)
         with full_precision(zs[0]):
             z = F.normalize(torch.stack(zs).to(compute_dtype(zs[0])), dim=-1)  # (V, m, d)
@@ -52,8 +55,7 @@ class MMCRLoss(nn.Module):
                 local_nuclear = torch.linalg.svdvals(per_image).sum() / z.shape[1]
                 loss = loss + self.lmbda * local_nuclear
                 terms["local_nuclear"] = local_nuclear.detach()
-        self.last_terms = terms
-        return loss
+        return LossResult(loss, terms)
 
     def extra_repr(self) -> str:
         return f"lmbda={self.lmbda}"

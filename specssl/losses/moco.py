@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from specssl.losses.base import LossResult, SSLLoss
 from specssl.losses.ntxent import check_temperature
 from specssl.spectral.common import check_embedding, compute_dtype, full_precision
 
@@ -28,7 +28,7 @@ def check_query_key_queue(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor)
         )
 
 
-class MoCoLoss(nn.Module):
+class MoCoLoss(SSLLoss):
     """InfoNCE of MoCo: one positive key per query, the queue as negatives.
 
     With l2-normalised query ``q_i``, its key ``k_i`` and the queue ``{k_j^-}``, Eqn. 1 of
@@ -44,17 +44,16 @@ class MoCoLoss(nn.Module):
 
     Call as ``loss(q, k, queue)`` with ``q, k: (m, d)`` and ``queue: (K, d)``; all three are
     l2-normalised here, so raw projector outputs may be passed. Returns a float32 (float64 for
-    float64 ``q``) scalar. ``last_terms`` holds the detached mean cosine of the positive pairs
-    (``pos_cos``) and of the query-queue pairs (``neg_cos``) of the last call.
+    float64 ``q``) scalar; :meth:`compute` adds the detached mean cosine of the positive pairs
+    (``pos_cos``) and of the query-queue pairs (``neg_cos``).
     """
 
     def __init__(self, temperature: float = 0.2) -> None:
         super().__init__()
         check_temperature(temperature, type(self).__name__)
         self.temperature = float(temperature)
-        self.last_terms: dict[str, torch.Tensor] = {}
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor) -> torch.Tensor:
+    def compute(self, q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor) -> LossResult:
         check_query_key_queue(q, k, queue)
         dtype = compute_dtype(q)
         with full_precision(q):
@@ -65,8 +64,8 @@ class MoCoLoss(nn.Module):
             neg_cos = qn @ neg.T  # (m, K)
             logits = torch.cat([pos_cos, neg_cos], dim=1) / self.temperature
             loss = -F.log_softmax(logits, dim=1)[:, 0].mean()
-        self.last_terms = {"pos_cos": pos_cos.detach().mean(), "neg_cos": neg_cos.detach().mean()}
-        return loss
+        terms = {"pos_cos": pos_cos.detach().mean(), "neg_cos": neg_cos.detach().mean()}
+        return LossResult(loss, terms)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"

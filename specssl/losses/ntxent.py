@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from specssl.losses._views import parse_views
+from specssl.losses.base import LossResult, SSLLoss
 from specssl.spectral.common import compute_dtype, full_precision
 
 
@@ -18,7 +18,7 @@ def check_temperature(temperature: float, loss_name: str) -> None:
         raise ValueError(f"{loss_name} temperature must be > 0 and finite, got {temperature}")
 
 
-class NTXentLoss(nn.Module):
+class NTXentLoss(SSLLoss):
     """SimCLR's NT-Xent over two or more views.
 
     The ``V`` views ``z_v: (m, d)`` are stacked into ``n = V m`` rows, each l2-normalised;
@@ -37,17 +37,16 @@ class NTXentLoss(nn.Module):
 
     Call as ``loss(z1, z2)`` or ``loss([z1, z2, ...])`` with views ``(m, d)``. Returns a
     float32 (float64 for float64 input) scalar; the ``n x n`` similarity matrix is formed, so
-    memory grows as ``(V m)^2``. ``last_terms["pos_cos"]`` is the detached mean cosine of the
-    positive pairs of the last call.
+    memory grows as ``(V m)^2``. The term ``pos_cos`` of :meth:`compute` is the detached mean
+    cosine of the positive pairs.
     """
 
     def __init__(self, temperature: float = 0.1) -> None:
         super().__init__()
         check_temperature(temperature, type(self).__name__)
         self.temperature = float(temperature)
-        self.last_terms: dict[str, torch.Tensor] = {}
 
-    def forward(self, *views: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    def compute(self, *views: torch.Tensor | list[torch.Tensor]) -> LossResult:
         zs = parse_views(views, type(self).__name__)
         m = zs[0].shape[0]
         with full_precision(zs[0]):
@@ -62,8 +61,7 @@ class NTXentLoss(nn.Module):
             # Every anchor has exactly V - 1 positives, so the flat mean over the mask is the
             # mean over anchors of the mean over their positives.
             loss = -log_prob[pos_mask].mean()
-        self.last_terms = {"pos_cos": cos.detach()[pos_mask].mean()}
-        return loss
+        return LossResult(loss, {"pos_cos": cos.detach()[pos_mask].mean()})
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"

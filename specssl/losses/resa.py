@@ -6,9 +6,9 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from specssl.losses._views import parse_views
+from specssl.losses.base import LossResult, SSLLoss, Transform, normalize_rows
 from specssl.spectral.common import check_embedding, compute_dtype, full_precision
 
 
@@ -43,7 +43,7 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
-class ReSALoss(nn.Module):
+class ReSALoss(SSLLoss):
     """ReSA loss (Weng et al., "Clustering Properties of Self-Supervised Learning", ICML 2025),
     as the authors' code computes it (winci-ai/resa and winci-ai/resa_cifar, ``method/resa.py``
     and ``method/base.py``).
@@ -75,9 +75,10 @@ class ReSALoss(nn.Module):
         sinkhorn_iterations: Sinkhorn rounds (authors: 3).
 
     Views are ``(m, d)`` embeddings, encodings ``(m, f)``, all of the global batch. Computed in
-    float32 (float64 for float64 input) with autocast off. ``last_terms``: the detached
-    ``cross_entropy`` and ``self_weight`` (mean diagonal of ``A``: the weight each sample gives
-    to itself).
+    float32 (float64 for float64 input) with autocast off. Terms (:meth:`compute`,
+    :meth:`compute_momentum`): the detached ``cross_entropy`` and ``self_weight`` (mean
+    diagonal of ``A``: the weight each sample gives to itself). The monitored ``Ẑ`` is the
+    l2-normalised embedding.
     """
 
     def __init__(
@@ -98,11 +99,13 @@ class ReSALoss(nn.Module):
             raise ValueError(f"sinkhorn_iterations must be an int >= 1, got {n!r}")
         self.temperature = temperature
         self.sinkhorn_temperature, self.sinkhorn_iterations = sinkhorn_temperature, n
-        self.last_terms: dict[str, torch.Tensor] = {}
 
-    def forward(
+    def spectral_transform(self) -> Transform:
+        return normalize_rows
+
+    def compute(
         self, *views: torch.Tensor | list[torch.Tensor], encoding: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    ) -> LossResult:
         zs = parse_views(views, type(self).__name__)
         h = zs[0] if encoding is None else encoding
         return self._loss(zs, zs, h, h, type(self).__name__)
@@ -118,6 +121,16 @@ class ReSALoss(nn.Module):
         same images' views ``0 .. len(targets) - 1``, detached), ``v != q``; the assignment
         from the online ``encoding: (m, f)`` and the target ``target_encoding: (m, f)`` of
         view 0 (both detached)."""
+        return self.compute_momentum(online, targets, encoding, target_encoding).loss
+
+    def compute_momentum(
+        self,
+        online: list[torch.Tensor],
+        targets: list[torch.Tensor],
+        encoding: torch.Tensor,
+        target_encoding: torch.Tensor,
+    ) -> LossResult:
+        """:meth:`momentum` with its terms."""
         name = f"{type(self).__name__}.momentum"
         targets = [t.detach() for t in targets]
         return self._loss(online, targets, encoding, target_encoding, name)
@@ -129,7 +142,7 @@ class ReSALoss(nn.Module):
         encoding: torch.Tensor,
         target_encoding: torch.Tensor,
         name: str,
-    ) -> torch.Tensor:
+    ) -> LossResult:
         zs = parse_views((*online, *targets), name)
         online, targets = zs[: len(online)], zs[len(online) :]
         encs = parse_views((encoding, target_encoding), f"{name} encodings")
@@ -149,11 +162,8 @@ class ReSALoss(nn.Module):
             loss = sum(
                 soft_cross_entropy(e_on[q] @ e_tg[v].T / self.temperature, assign) for q, v in pairs
             ) / len(pairs)
-        self.last_terms = {
-            "cross_entropy": loss.detach(),
-            "self_weight": torch.diagonal(assign).mean(),
-        }
-        return loss
+        terms = {"cross_entropy": loss.detach(), "self_weight": torch.diagonal(assign).mean()}
+        return LossResult(loss, terms)
 
     def extra_repr(self) -> str:
         return (

@@ -29,12 +29,13 @@ Conventions versus the authors' code (github.com/PatrickHua/FeatureDecorrelation
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Literal
 
 import torch
-from torch import nn
 
 from specssl.losses._views import normalized_mse, parse_views, view_pairs
+from specssl.losses.base import LossResult, SSLLoss, Transform
 from specssl.spectral import random_group_whiten, whiten
 from specssl.spectral.common import compute_dtype, full_precision
 
@@ -61,7 +62,7 @@ def squared_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).pow(2).sum(dim=-1).mean()
 
 
-class ShuffledDBNLoss(nn.Module):
+class ShuffledDBNLoss(SSLLoss):
     """Shuffled-DBN: random-group ZCA batch whitening of each view, then MSE between views.
 
     Args:
@@ -77,7 +78,8 @@ class ShuffledDBNLoss(nn.Module):
 
     Call as ``loss(z1, z2)`` or ``loss([z1, z2, ...])`` with views ``z: (m, d)``; returns a
     float32 (float64 for float64 input) scalar. ``last_groups`` is the group count of the last
-    call.
+    call. The monitored ``Ẑ`` is :meth:`transform` (a fresh channel permutation per call) with
+    ``groups``, or with the group count of the last call when ``groups`` is automatic.
     """
 
     axis = "batch"
@@ -122,7 +124,10 @@ class ShuffledDBNLoss(nn.Module):
             return random_group_whiten(z, g, "zca", "batch", generator=self.generator, **kwargs)
         return whiten(z, "zca", "batch", groups=g, **kwargs)
 
-    def forward(self, *views: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    def spectral_transform(self) -> Transform:
+        return partial(self.transform, groups=self.groups or self.last_groups)
+
+    def compute(self, *views: torch.Tensor | list[torch.Tensor]) -> LossResult:
         zs = parse_views(views, type(self).__name__)
         g = self.resolve_groups(zs[0])
         self.last_groups = g
@@ -130,7 +135,7 @@ class ShuffledDBNLoss(nn.Module):
             whitened = [self.transform(z.to(compute_dtype(z)), g) for z in zs]
             dist = squared_distance if self.loss == "mse" else normalized_mse
             pairs = view_pairs(len(zs))
-            return sum(dist(whitened[i], whitened[j]) for i, j in pairs) / len(pairs)
+            return LossResult(sum(dist(whitened[i], whitened[j]) for i, j in pairs) / len(pairs))
 
     def extra_repr(self) -> str:
         return f"groups={self.groups}, shuffle={self.shuffle}, loss={self.loss}, eps={self.eps}"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from specssl.losses._views import parse_views
+from specssl.losses.base import LossResult, SSLLoss
 from specssl.spectral.common import compute_dtype, full_precision
 
 
@@ -48,7 +48,7 @@ def epps_pulley(
     return (err @ weights) * x.shape[-2]
 
 
-class SIGRegLoss(nn.Module):
+class SIGRegLoss(SSLLoss):
     """LeJEPA's loss (Balestriero & LeCun 2025): SIGReg plus the prediction (invariance) term,
     as the authors' ``MINIMAL.md`` computes it (rbalestr-lab/lejepa).
 
@@ -79,7 +79,8 @@ class SIGRegLoss(nn.Module):
 
     Call as ``loss(z1, z2, ...)`` or ``loss([z1, ..., zV], directions=None)`` with views
     ``(m, d)`` on the global batch (``m`` multiplies EP). Computed in float32 (float64 for
-    float64 input) with autocast off. ``last_terms``: detached ``sigreg`` and ``invariance``.
+    float64 input) with autocast off. Terms of :meth:`compute`: the detached ``sigreg`` and
+    ``invariance``. SIGReg acts on the raw embedding (no monitored transform).
     """
 
     def __init__(
@@ -102,16 +103,15 @@ class SIGRegLoss(nn.Module):
             raise ValueError(f"centre_views must be None or an int >= 1, got {centre_views!r}")
         self.lamb, self.num_slices, self.t_max, self.knots = lamb, num_slices, t_max, knots
         self.centre_views = centre_views
-        self.last_terms: dict[str, torch.Tensor] = {}
 
     def draw_directions(self, d: int, device=None) -> torch.Tensor:
         """``(d, num_slices)`` unit directions from torch's default generator (float32)."""
         a = torch.randn(d, self.num_slices, device=device)
         return a / a.norm(dim=0)
 
-    def forward(
+    def compute(
         self, *views: torch.Tensor | list[torch.Tensor], directions: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    ) -> LossResult:
         zs = parse_views(views, type(self).__name__)
         n_centre = len(zs) if self.centre_views is None else self.centre_views
         if n_centre > len(zs):
@@ -134,8 +134,7 @@ class SIGRegLoss(nn.Module):
             centre = z[:n_centre].mean(dim=0)
             invariance = F.mse_loss(centre.expand_as(z), z)
             loss = self.lamb * sigreg + (1 - self.lamb) * invariance
-        self.last_terms = {"sigreg": sigreg.detach(), "invariance": invariance.detach()}
-        return loss
+        return LossResult(loss, {"sigreg": sigreg.detach(), "invariance": invariance.detach()})
 
     def extra_repr(self) -> str:
         return (

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from specssl.losses._views import mean_pairwise_normalized_mse, parse_views
+from specssl.losses.base import LossResult, SSLLoss, Transform
 from specssl.losses.wmse import sub_batched_whitening_loss
 from specssl.spectral import power_transform
 from specssl.spectral.common import Axis, check_axis, compute_dtype, full_precision
@@ -13,7 +13,7 @@ from specssl.spectral.common import Axis, check_axis, compute_dtype, full_precis
 PRECISIONS = {"float32", "float64"}
 
 
-class STPowerLoss(nn.Module):
+class STPowerLoss(SSLLoss):
     """``L = mean over view pairs (2 - 2 mean_i cos(Ẑ_a[i], Ẑ_b[i]))``, ``Ẑ_v = Z_v g(Σ_v)``.
 
     ``g(λ) = (λ + eps)^{-p}`` (Definition 1), so the output spectrum is ``λ^{1-2p}``: ``p = 0.5``
@@ -40,6 +40,9 @@ class STPowerLoss(nn.Module):
             eigenvalues are rounding noise and, below ``d · eps_32 · λ_max``, are treated as
             null space (mapped to 0), so the whitened output loses rank. float64 keeps them
             resolved (cheap for the small ``d`` of batch whitening).
+
+    The monitored ``Ẑ`` is :meth:`transform` of the whole sample (not in sub-batches), cast
+    back to the embedding's dtype.
     """
 
     def __init__(
@@ -74,14 +77,17 @@ class STPowerLoss(nn.Module):
             check_finite=False,
         )
 
-    def forward(self, *views: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    def spectral_transform(self) -> Transform:
+        return lambda z: self.transform(z).to(z.dtype)
+
+    def compute(self, *views: torch.Tensor | list[torch.Tensor]) -> LossResult:
         zs = parse_views(views, type(self).__name__)
         with full_precision(zs[0]):
             if self.w_size is None and self.w_iter == 1:  # whole batch: no permutation drawn
                 loss = mean_pairwise_normalized_mse([self.transform(z) for z in zs])
             else:
                 loss = sub_batched_whitening_loss(zs, self.transform, self.w_size, self.w_iter)
-            return loss.to(compute_dtype(zs[0]))
+            return LossResult(loss.to(compute_dtype(zs[0])))
 
     def extra_repr(self) -> str:
         return (

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from specssl.core.distributed import all_reduce_, is_distributed
 from specssl.losses._views import parse_views
+from specssl.losses.base import LossResult, SSLLoss
 from specssl.spectral.common import check_embedding, compute_dtype, full_precision
 
 
@@ -83,7 +83,7 @@ def swapped_cross_entropy(
     return -(codes * F.log_softmax(scores / temperature, dim=1)).sum(dim=1).mean()
 
 
-class SwAVLoss(nn.Module):
+class SwAVLoss(SSLLoss):
     """SwAV swapped-prediction loss (Caron et al. 2020, Eqn. 1 with multi-crop).
 
     Every *large* view ``s`` is a teacher: its codes ``q_s = sinkhorn_knopp(p_s)`` (no
@@ -104,8 +104,8 @@ class SwAVLoss(nn.Module):
     with prototype scores ``(B, K)`` per view (all of one shape). Under DDP pass this rank's rows
     only: the codes are computed on the global batch inside :func:`sinkhorn_knopp` and the
     cross-entropy is a per-sample mean (DDP's gradient averaging makes it the global mean).
-    Returns a float32 (float64 for float64 input) scalar. ``last_terms`` holds the detached
-    mean entropy of the codes (``code_entropy``, at most ``log K``) of the last call.
+    Returns a float32 (float64 for float64 input) scalar; :meth:`compute` adds the detached
+    mean entropy of the codes (``code_entropy``, at most ``log K``).
     """
 
     def __init__(
@@ -120,13 +120,12 @@ class SwAVLoss(nn.Module):
         if epsilon <= 0:
             raise ValueError(f"epsilon must be > 0, got {epsilon}")
         self.temperature, self.sinkhorn_iters, self.epsilon = temperature, sinkhorn_iters, epsilon
-        self.last_terms: dict[str, torch.Tensor] = {}
 
-    def forward(
+    def compute(
         self,
         *views: torch.Tensor | list[torch.Tensor],
         small_views: Sequence[torch.Tensor] = (),
-    ) -> torch.Tensor:
+    ) -> LossResult:
         large = views
         if (
             len(large) == 1
@@ -149,8 +148,7 @@ class SwAVLoss(nn.Module):
                 sub = sum(swapped_cross_entropy(q, scores[v], self.temperature) for v in students)
                 loss = loss + sub / len(students)
             loss = loss / n_large
-        self.last_terms = {"code_entropy": (entropy / n_large).detach()}
-        return loss
+        return LossResult(loss, {"code_entropy": (entropy / n_large).detach()})
 
     def extra_repr(self) -> str:
         return (

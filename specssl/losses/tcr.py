@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from specssl.losses._views import parse_views
+from specssl.losses.base import LossResult, SSLLoss, Transform, normalize_rows
 from specssl.losses.corinfomax import spd_log_det
 from specssl.spectral.common import compute_dtype, full_precision
 
@@ -27,7 +27,7 @@ def total_coding_rate(z: torch.Tensor, eps_sq: float) -> torch.Tensor:
     return spd_log_det(eye + alpha * gram) / 2
 
 
-class TCRLoss(nn.Module):
+class TCRLoss(SSLLoss):
     """EMP-SSL's objective (Tong et al. 2023), as the authors' ``main.py`` computes it.
 
     For ``n`` patch embeddings ``z_1 .. z_n: (m, d)`` of the same ``m`` images (l2-normalised
@@ -48,8 +48,9 @@ class TCRLoss(nn.Module):
 
     Call as ``loss(z1, z2, ...)`` or ``loss([z1, ..., zn])`` with patches ``(m, d)`` (from the
     data layer's views: ``data.num_views`` patches per image). Returns a float32 (float64 for
-    float64 input) scalar; ``last_terms`` holds the detached ``coding_rate`` (mean ``R``) and
-    ``similarity`` (mean cosine to the patch mean).
+    float64 input) scalar; :meth:`compute` adds the detached ``coding_rate`` (mean ``R``) and
+    ``similarity`` (mean cosine to the patch mean). The monitored ``Ẑ`` is the l2-normalised
+    embedding when ``normalize`` (else ``Z`` itself).
     """
 
     def __init__(
@@ -67,9 +68,11 @@ class TCRLoss(nn.Module):
                 raise ValueError(f"{key} must be >= 0, got {value}")
         self.eps_sq, self.inv_weight, self.tcr_weight = eps_sq, inv_weight, tcr_weight
         self.normalize = bool(normalize)
-        self.last_terms: dict[str, torch.Tensor] = {}
 
-    def forward(self, *views: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    def spectral_transform(self) -> Transform | None:
+        return normalize_rows if self.normalize else None
+
+    def compute(self, *views: torch.Tensor | list[torch.Tensor]) -> LossResult:
         zs = parse_views(views, type(self).__name__)
         with full_precision(zs[0]):
             zs = [z.to(compute_dtype(z)) for z in zs]
@@ -79,8 +82,8 @@ class TCRLoss(nn.Module):
             similarity = sum(F.cosine_similarity(z, mean, dim=1).mean() for z in zs) / len(zs)
             coding_rate = sum(total_coding_rate(z, self.eps_sq) for z in zs) / len(zs)
             loss = -self.tcr_weight * coding_rate - self.inv_weight * similarity
-        self.last_terms = {"coding_rate": coding_rate.detach(), "similarity": similarity.detach()}
-        return loss
+        terms = {"coding_rate": coding_rate.detach(), "similarity": similarity.detach()}
+        return LossResult(loss, terms)
 
     def extra_repr(self) -> str:
         return (

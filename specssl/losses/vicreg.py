@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from specssl.losses._views import parse_views, view_pairs
+from specssl.losses.base import LossResult, SSLLoss
 from specssl.spectral.common import compute_dtype, full_precision
 
 
@@ -38,7 +38,7 @@ def invariance_term(za: torch.Tensor, zb: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(za, zb)
 
 
-class VICRegLoss(nn.Module):
+class VICRegLoss(SSLLoss):
     """VICReg loss (Bardes et al. 2022, Eqn. 6).
 
         ℓ(Z, Z') = λ s(Z, Z') + μ [v(Z) + v(Z')] + ν [c(Z) + c(Z')]
@@ -58,9 +58,10 @@ class VICRegLoss(nn.Module):
 
     Call as ``loss(z1, z2)`` or ``loss([z1, z2, ...])`` with views ``(n, d)``, ``n >= 2``,
     computed on the global batch (the method gathers it under DDP). Returns a float32 (float64
-    for float64 input) scalar. ``last_terms`` holds the detached, unweighted ``invariance``
+    for float64 input) scalar; :meth:`compute` adds the detached, unweighted ``invariance``
     (mean over pairs of ``s``), ``variance`` and ``covariance`` (mean over pairs of
-    ``v(Z) + v(Z')`` and ``c(Z) + c(Z')``) of the last call.
+    ``v(Z) + v(Z')`` and ``c(Z) + c(Z')``). VICReg regularises the raw embedding (no
+    monitored transform).
     """
 
     def __init__(
@@ -84,9 +85,8 @@ class VICRegLoss(nn.Module):
             raise ValueError(f"gamma must be > 0, got {gamma}")
         self.sim_weight, self.var_weight, self.cov_weight = sim_weight, var_weight, cov_weight
         self.eps, self.gamma = eps, gamma
-        self.last_terms: dict[str, torch.Tensor] = {}
 
-    def forward(self, *views: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    def compute(self, *views: torch.Tensor | list[torch.Tensor]) -> LossResult:
         zs = parse_views(
             views, type(self).__name__, min_batch=2, batch_use=" for the batch variance"
         )
@@ -104,12 +104,12 @@ class VICRegLoss(nn.Module):
                 + self.var_weight * variance
                 + self.cov_weight * covariance
             )
-        self.last_terms = {
+        terms = {
             "invariance": invariance.detach(),
             "variance": variance.detach(),
             "covariance": covariance.detach(),
         }
-        return loss
+        return LossResult(loss, terms)
 
     def extra_repr(self) -> str:
         return (

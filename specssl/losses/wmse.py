@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
-from torch import nn
 
 from specssl.losses._views import normalized_mse, parse_views, view_pairs
+from specssl.losses.base import LossResult, SSLLoss, Transform
 from specssl.spectral import centre_channels, random_group_whiten, sub_batch_whiten, whiten
 from specssl.spectral.common import Axis, check_axis, compute_dtype, full_precision
 
@@ -42,7 +43,7 @@ def sub_batched_whitening_loss(
     return total / (w_iter * len(pairs))
 
 
-class WMSELoss(nn.Module):
+class WMSELoss(SSLLoss):
     """W-MSE: Cholesky batch whitening of each view, then normalized MSE between views.
 
     ``Ẑ_v = Z_c L^{-T}`` with ``(1 - eps) Σ + eps I = L L^T`` computed on sub-batches of
@@ -57,6 +58,8 @@ class WMSELoss(nn.Module):
         eps: covariance shrinkage (W-MSE default 0).
         axis: ``"batch"`` (W-MSE) or ``"channel"``.
         method: whitening method name for :func:`specssl.spectral.whiten`.
+
+    The monitored ``Ẑ`` is the whitening of the whole sample (:meth:`spectral_transform`).
     """
 
     def __init__(
@@ -80,10 +83,14 @@ class WMSELoss(nn.Module):
     def whiten_sub_batches(self, x: torch.Tensor) -> torch.Tensor:
         return whiten(x, self.method, self.axis, eps=self.eps, check_finite=False)
 
-    def forward(self, *views: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    def spectral_transform(self) -> Transform:
+        return partial(whiten, method=self.method, axis=self.axis, eps=self.eps)
+
+    def compute(self, *views: torch.Tensor | list[torch.Tensor]) -> LossResult:
         zs = parse_views(views, type(self).__name__)
         with full_precision(zs[0]):
-            return sub_batched_whitening_loss(zs, self.whiten_sub_batches, self.w_size, self.w_iter)
+            loss = sub_batched_whitening_loss(zs, self.whiten_sub_batches, self.w_size, self.w_iter)
+        return LossResult(loss)
 
     def extra_repr(self) -> str:
         return (
@@ -139,6 +146,10 @@ class CWRGPLoss(WMSELoss):
             raise ValueError(f"permute must be one of {self.PERMUTES}, got {permute!r}")
         self.groups, self.random_groups = groups, random_groups
         self.centre, self.permute = centre, permute
+
+    def spectral_transform(self) -> Transform:
+        """:meth:`whiten_sub_batches` of the sample as one sub-batch."""
+        return self.whiten_sub_batches
 
     def whiten_sub_batches(self, x: torch.Tensor) -> torch.Tensor:
         """Whiten ``x: (..., w, d)``; every leading index is one sub-batch."""

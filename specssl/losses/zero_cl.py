@@ -35,9 +35,9 @@ reference code (the two forms have equal values but different gradients once det
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from specssl.losses._views import parse_views, view_pairs
+from specssl.losses.base import LossResult, SSLLoss, Transform
 from specssl.spectral import power_function, symmetric_matrix_function
 from specssl.spectral.common import (
     Axis,
@@ -92,7 +92,7 @@ def shrunk_zca(
     return out if axis == "batch" else out.mT
 
 
-class ZeroCLLoss(nn.Module):
+class ZeroCLLoss(SSLLoss):
     """Zero-CL: instance-wise + feature-wise shrunk ZCA whitening, cross-correlation diagonals.
 
     Args:
@@ -103,8 +103,9 @@ class ZeroCLLoss(nn.Module):
         detach_whitening: stop the gradient through the whitening matrices.
 
     Call as ``loss(z1, z2)`` or ``loss([z1, z2, ...])`` with views ``(m, d)``; returns a float32
-    (float64 for float64 input) scalar. ``last_terms`` holds the detached ``instance`` and
-    ``feature`` terms (averaged over view pairs, unweighted) of the last call.
+    (float64 for float64 input) scalar; :meth:`compute` adds the detached ``instance`` and
+    ``feature`` terms (averaged over view pairs, unweighted). The monitored ``Ẑ`` is
+    :meth:`transform`.
     """
 
     def __init__(
@@ -129,7 +130,6 @@ class ZeroCLLoss(nn.Module):
             raise ValueError(f"eps must be >= 0, got {eps}")
         self.instance_weight, self.feature_weight = instance_weight, feature_weight
         self.shrinkage, self.eps, self.detach_whitening = shrinkage, eps, detach_whitening
-        self.last_terms: dict[str, torch.Tensor] = {}
 
     @property
     def axis(self) -> Axis:
@@ -144,7 +144,10 @@ class ZeroCLLoss(nn.Module):
         """The whitening on :attr:`axis` (what the spectrum monitor shows as ``Ẑ``)."""
         return self.whiten(z, self.axis)
 
-    def forward(self, *views: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    def spectral_transform(self) -> Transform:
+        return self.transform
+
+    def compute(self, *views: torch.Tensor | list[torch.Tensor]) -> LossResult:
         zs = parse_views(views, type(self).__name__)
         m, d = zs[0].shape
         if m < 2 or d < 2:
@@ -161,8 +164,7 @@ class ZeroCLLoss(nn.Module):
                 wf = [self.whiten(z, "batch") for z in zs]
                 feature = sum(diagonal_term(wf[i], wf[j], 0) for i, j in pairs) / len(pairs)
             loss = self.instance_weight * instance + self.feature_weight * feature
-        self.last_terms = {"instance": instance.detach(), "feature": feature.detach()}
-        return loss
+        return LossResult(loss, {"instance": instance.detach(), "feature": feature.detach()})
 
     def extra_repr(self) -> str:
         return (

@@ -2,8 +2,9 @@
 
 A method is a small ``nn.Module``: ``forward(views)`` takes the list of augmented views
 ``(B, 3, H, W)`` and returns a :class:`MethodOutput` (the loss, the embeddings, the backbone
-features used by the online probe, and named loss terms for logging/diagnosis). Everything
-else (optimisers, schedules, logging, DDP) is the trainer's job.
+features used by the online probe, and named loss terms for logging/diagnosis, from the loss's
+:class:`~specssl.losses.LossResult`). Everything else (optimisers, schedules, logging, DDP) is
+the trainer's job.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import nn
 
 from specssl.core import ConfigError
 from specssl.core.distributed import gather_with_grad
+from specssl.losses import SSLLoss
 from specssl.methods.config import MethodConfig
 from specssl.models import MLPHead
 
@@ -130,8 +132,10 @@ class Method(nn.Module):
 
     def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """The transformation the loss applies to an embedding batch ``(m, d)`` (for the
-        spectrum monitor), or ``None`` when the method has none."""
-        return None
+        spectrum monitor): :meth:`specssl.losses.SSLLoss.spectral_transform` of ``loss_fn``,
+        or ``None`` when the method has none."""
+        loss = getattr(self, "loss_fn", None)
+        return loss.spectral_transform() if isinstance(loss, SSLLoss) else None
 
     def check_loss(self, batch: int, n_views: int) -> None:
         """Run the loss once on random embeddings of the training shapes (``n_views`` views of
@@ -151,7 +155,7 @@ def method_options(cfg: MethodConfig, method: str, defaults: dict[str, Any]) -> 
     return {**defaults, **dict(cfg.options)}
 
 
-def build_loss(loss_cls: type[nn.Module], kwargs: dict, method: str) -> nn.Module:
+def build_loss(loss_cls: type[SSLLoss], kwargs: dict, method: str) -> SSLLoss:
     """Instantiate ``loss_cls(**kwargs)``; a wrong key is a one-line :class:`ConfigError`."""
     try:
         return loss_cls(**kwargs)
@@ -170,7 +174,7 @@ class SymmetricLossMethod(Method):
     ranks first when ``needs_global_batch`` (whitening needs the global batch statistics).
     """
 
-    loss_cls: ClassVar[type[nn.Module]]
+    loss_cls: ClassVar[type[SSLLoss]]
     needs_global_batch = True
 
     def __init__(self, backbone: nn.Module, cfg: MethodConfig) -> None:
@@ -198,6 +202,5 @@ class SymmetricLossMethod(Method):
     def forward(self, views: list[torch.Tensor]) -> MethodOutput:
         feats, z = self.embed(views)
         zs = [gather_with_grad(v) for v in z] if self.needs_global_batch else z
-        loss = self.loss_fn(zs)
-        terms = dict(getattr(self.loss_fn, "last_terms", {}))
-        return MethodOutput(loss=loss, embeddings=z, features=feats, terms=terms)
+        result = self.loss_fn.compute(zs)
+        return MethodOutput(result.loss, embeddings=z, features=feats, terms=dict(result.terms))

@@ -17,18 +17,17 @@ from torch import nn
 
 from specssl.core import ConfigError
 from specssl.core.distributed import all_gather_rows
-from specssl.losses import MoCoLoss, NTXentLoss
+from specssl.losses import MoCoLoss, NTXentLoss, mean_result
 from specssl.methods.base import (
-    Method,
     MethodOutput,
     SymmetricLossMethod,
     build_loss,
-    encode_views,
     method_options,
     projection_head,
 )
 from specssl.methods.config import MethodConfig
-from specssl.models import MLPHead, cosine_momentum, ema_update_, make_target
+from specssl.methods.momentum import MomentumMethod
+from specssl.models import MLPHead
 
 
 def contrastive_projector(in_dim: int, cfg: MethodConfig, batch_norm: bool) -> MLPHead:
@@ -64,7 +63,7 @@ class SimCLR(SymmetricLossMethod):
         self.projector = contrastive_projector(backbone.out_dim, cfg, opts["proj_batch_norm"])
 
 
-class MoCoV2(Method):
+class MoCoV2(MomentumMethod):
     """MoCo v2 with a symmetric loss: online queries vs momentum keys and a queue of negatives.
 
     For views ``v != w``: ``L = mean_{(v, w)} MoCoLoss(q_v, k_w, queue)`` (He et al. 2020,
@@ -80,9 +79,10 @@ class MoCoV2(Method):
     per view). Any ``K`` works: writes wrap around, and when one step brings ``>= K`` keys only
     the newest ``K`` are kept.
 
-    The target follows ``θ' <- τ θ' + (1 - τ) θ`` after every optimiser step, ``τ`` on the
-    cosine schedule from ``method.base_tau`` to ``method.final_tau``. No shuffling BN (as in
-    solo-learn): the target's forward is a separate BN batch from the online forward.
+    The target (backbone + projector) follows the :class:`MomentumMethod` EMA
+    ``θ' <- τ θ' + (1 - τ) θ`` after every optimiser step, ``τ`` on the cosine schedule from
+    ``method.base_tau`` to ``method.final_tau``. No shuffling BN (as in solo-learn): the
+    target's forward is a separate BN batch from the online forward.
 
     ``method.loss``: temperature (MoCo v2: 0.2). ``method.options``:
 
@@ -98,19 +98,16 @@ class MoCoV2(Method):
     queue: torch.Tensor
     queue_ptr: torch.Tensor
 
-    def __init__(self, backbone: nn.Module, cfg: MethodConfig) -> None:
-        super().__init__(backbone, cfg)
-        opts = method_options(cfg, self.name, self.OPTIONS)
-        size = opts["queue_size"]
+    def build_heads(self) -> None:
+        cfg = self.cfg
+        size = self.options["queue_size"]
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ConfigError(
                 f"config key 'method.options.queue_size': must be a positive int, got {size!r}"
             )
-        self.projector = contrastive_projector(backbone.out_dim, cfg, opts["proj_batch_norm"])
+        batch_norm = self.options["proj_batch_norm"]
+        self.projector = contrastive_projector(self.backbone.out_dim, cfg, batch_norm)
         self.loss_fn = build_loss(MoCoLoss, dict(cfg.loss), self.name)
-        self.target_backbone = make_target(self.backbone)
-        self.target_projector = make_target(self.projector)
-        self.tau = cfg.base_tau
         queue = F.normalize(torch.randn(size, cfg.proj_output_dim), dim=1)
         self.register_buffer("queue", queue)
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
@@ -119,34 +116,16 @@ class MoCoV2(Method):
     def queue_size(self) -> int:
         return self.queue.shape[0]
 
-    @torch.no_grad()
-    def keys(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Target embeddings ``(m, d)`` of every view, batched as the online network's."""
-        _, embeddings = encode_views(
-            self.target_backbone, self.target_projector, views, self.forward_mode
-        )
-        return embeddings
-
     def forward(self, views: list[torch.Tensor]) -> MethodOutput:
         feats, z = self.embed(views)
-        keys = self.keys(views)
+        keys = self.target_embed(views)
         queue = self.queue.clone()  # the loss keeps it for backward; the enqueue edits in place
-        pairs = list(permutations(range(len(views)), 2))
-        loss = z[0].new_zeros(())
-        pos_cos, neg_cos = 0.0, 0.0
-        for i, j in pairs:
-            loss = loss + self.loss_fn(z[i], keys[j], queue)
-            pos_cos = pos_cos + self.loss_fn.last_terms["pos_cos"]
-            neg_cos = neg_cos + self.loss_fn.last_terms["neg_cos"]
-        loss = loss / len(pairs)
+        pairs = permutations(range(len(views)), 2)
+        result = mean_result([self.loss_fn.compute(z[i], keys[j], queue) for i, j in pairs])
         if self.training:
             self.enqueue(torch.cat([all_gather_rows(k) for k in keys]))
-        terms = {
-            "pos_cos": pos_cos / len(pairs),
-            "neg_cos": neg_cos / len(pairs),
-            "tau": torch.tensor(self.tau),
-        }
-        return MethodOutput(loss=loss, embeddings=z, features=feats, terms=terms)
+        terms = {**result.terms, "tau": torch.tensor(self.tau)}
+        return MethodOutput(result.loss, embeddings=z, features=feats, terms=terms)
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
@@ -165,9 +144,3 @@ class MoCoV2(Method):
         slots = (ptr + torch.arange(first, n, device=self.queue.device)) % size
         self.queue[slots] = F.normalize(keys[first:].float(), dim=1).to(self.queue.dtype)
         self.queue_ptr.fill_((ptr + n) % size)
-
-    @torch.no_grad()
-    def on_train_step_end(self, step: int, total_steps: int) -> None:
-        ema_update_(self.target_backbone, self.backbone, self.tau)
-        ema_update_(self.target_projector, self.projector, self.tau)
-        self.tau = cosine_momentum(step, total_steps, self.cfg.base_tau, self.cfg.final_tau)

@@ -1,12 +1,12 @@
 """Methods with a momentum (EMA) target network: the shared base, INTL-M and DINO.
 
-BYOL (also a momentum method) lives in :mod:`specssl.methods.siamese` next to SimSiam.
+The other momentum methods live next to their families: BYOL in :mod:`specssl.methods.siamese`,
+MoCo v2 in :mod:`specssl.methods.contrastive`, MEC and ReSA in :mod:`specssl.methods.newer`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from itertools import permutations
 from typing import Any, ClassVar
 
@@ -16,10 +16,9 @@ from torch import nn
 
 from specssl.core import ConfigError
 from specssl.core.distributed import gather_with_grad
-from specssl.losses import DINOLoss, INTLLoss
+from specssl.losses import DINOLoss, INTLLoss, mean_result
 from specssl.methods.base import Method, MethodOutput, build_loss, encode_views, method_options
 from specssl.methods.config import MethodConfig
-from specssl.methods.whitening import iternorm_of
 from specssl.models import cosine_momentum, ema_update_, make_target
 
 
@@ -82,7 +81,8 @@ class INTLM(MomentumMethod):
 
     The target (backbone + projector) follows the :class:`MomentumMethod` EMA; target
     embeddings carry no gradient. ``MethodOutput.features``/``embeddings`` are those of the
-    online views.
+    online views; the logged terms are those of the loss (averaged over the view pairs for
+    ``"symmetric"``).
     """
 
     name = "intl_m"
@@ -104,18 +104,14 @@ class INTLM(MomentumMethod):
             feats, z = self.embed(views)
             target = [gather_with_grad(t) for t in self.target_embed(views)]
             online = [gather_with_grad(v) for v in z]
-            pairs = list(permutations(range(len(views)), 2))
-            loss = sum(self.loss_fn(online[i], target[j]) for i, j in pairs) / len(pairs)
+            pairs = permutations(range(len(views)), 2)
+            result = mean_result([self.loss_fn.compute(online[i], target[j]) for i, j in pairs])
         else:
             feats, z = self.embed(views[1:])
             target = gather_with_grad(self.target_embed(views[:1])[0])
-            loss = self.loss_fn.momentum([gather_with_grad(v) for v in z], target)
-        terms = dict(self.loss_fn.last_terms)
-        terms["tau"] = torch.tensor(self.tau)
-        return MethodOutput(loss=loss, embeddings=z, features=feats, terms=terms)
-
-    def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        return iternorm_of(self.loss_fn)
+            result = self.loss_fn.compute_momentum([gather_with_grad(v) for v in z], target)
+        terms = {**result.terms, "tau": torch.tensor(self.tau)}
+        return MethodOutput(result.loss, embeddings=z, features=feats, terms=terms)
 
 
 # ------------------------------------------------------------------------------------- DINO
@@ -235,10 +231,9 @@ class DINO(MomentumMethod):
             teacher = list(
                 self.target_prototypes(F.normalize(torch.cat(t_z), dim=-1)).split(sizes[:n_global])
             )
-        loss = self.loss_fn(teacher, student, epoch=self.epoch)
-        terms = dict(self.loss_fn.last_terms)
-        terms["tau"] = torch.tensor(self.tau)
-        return MethodOutput(loss=loss, embeddings=z, features=feats, terms=terms)
+        result = self.loss_fn.compute(teacher, student, epoch=self.epoch)
+        terms = {**result.terms, "tau": torch.tensor(self.tau)}
+        return MethodOutput(result.loss, embeddings=z, features=feats, terms=terms)
 
     def on_before_optimizer_step(self, epoch: int, step: int) -> None:
         """Record the epoch (teacher-temperature warm-up) and, during the first

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from specssl.core import ConfigError
@@ -39,16 +38,6 @@ from specssl.methods.base import (
 from specssl.methods.config import MethodConfig
 from specssl.methods.momentum import MomentumMethod
 from specssl.methods.siamese import predictor_for
-
-
-def normalize_rows(z: torch.Tensor) -> torch.Tensor:
-    """``z: (m, d)`` with every row scaled to unit l2 norm."""
-    return F.normalize(z, dim=-1)
-
-
-def normalize_columns(z: torch.Tensor) -> torch.Tensor:
-    """``z: (m, d)`` with every column (embedding dimension) scaled to unit l2 norm."""
-    return F.normalize(z, dim=0)
 
 
 def check_loss_call(method: nn.Module, run: Callable[[torch.Generator], torch.Tensor]) -> None:
@@ -131,13 +120,13 @@ class MEC(MomentumMethod):
         feats, z = self.embed(views)
         p = self.apply_head(self.predictor, z)
         targets = self.target_embed(views)
-        loss = self.loss_fn.momentum(
+        result = self.loss_fn.compute_momentum(
             [gather_with_grad(v) for v in p], [gather_with_grad(t) for t in targets]
         )
-        terms = dict(self.loss_fn.last_terms)
+        terms = dict(result.terms)
         terms["tau"] = torch.tensor(self.tau)
         terms["lambda_inv_scale"] = self.loss_fn.lambda_inv_scale.detach().clone()
-        return MethodOutput(loss=loss, embeddings=z, features=feats, terms=terms)
+        return MethodOutput(result.loss, embeddings=z, features=feats, terms=terms)
 
     @torch.no_grad()
     def on_train_step_end(self, step: int, total_steps: int) -> None:
@@ -152,9 +141,6 @@ class MEC(MomentumMethod):
             return self.loss_fn.momentum(zs[:n_views], zs[n_views:])
 
         check_loss_call(self, run)
-
-    def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        return normalize_rows
 
 
 # ----------------------------------------------------------------------------- CorInfoMax
@@ -197,9 +183,6 @@ class CorInfoMax(SymmetricLossMethod):
             self.loss_fn = live
         live.init_state(n_views, self.embedding_dim)
 
-    def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
-        return normalize_rows if self.loss_fn.normalize else None
-
 
 # ------------------------------------------------------------------------ EMP-SSL (TCR)
 
@@ -218,9 +201,6 @@ class EMPSSL(SymmetricLossMethod):
     name = "emp_ssl"
     loss_cls = TCRLoss
     authors_forward = "joint"
-
-    def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
-        return normalize_rows if self.loss_fn.normalize else None
 
 
 # ----------------------------------------------------------------------------------- MMCR
@@ -245,9 +225,6 @@ class MMCR(SymmetricLossMethod):
             last_bias=False,
         )
 
-    def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        return normalize_rows
-
 
 # --------------------------------------------------------------------------------- FroSSL
 
@@ -262,9 +239,6 @@ class FroSSL(SymmetricLossMethod):
 
     name = "frossl"
     loss_cls = FroSSLLoss
-
-    def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        return normalize_columns
 
 
 # --------------------------------------------------------------------------------- LeJEPA
@@ -329,15 +303,14 @@ class ReSA(MomentumMethod):
             t_feats, t_z = encode_views(
                 self.target_backbone, self.target_projector, views[:2], self.forward_mode
             )
-        loss = self.loss_fn.momentum(
+        result = self.loss_fn.compute_momentum(
             [gather_with_grad(v) for v in online],
             [gather_with_grad(t) for t in t_z],
             gather_with_grad(feats[0].detach()),
             gather_with_grad(t_feats[0]),
         )
-        terms = dict(self.loss_fn.last_terms)
-        terms["tau"] = torch.tensor(self.tau)
-        return MethodOutput(loss=loss, embeddings=z, features=feats, terms=terms)
+        terms = {**result.terms, "tau": torch.tensor(self.tau)}
+        return MethodOutput(result.loss, embeddings=z, features=feats, terms=terms)
 
     def check_loss(self, batch: int, n_views: int) -> None:
         d, f = self.embedding_dim, self.backbone.out_dim
@@ -349,9 +322,6 @@ class ReSA(MomentumMethod):
 
         check_loss_call(self, run)
 
-    def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        return normalize_rows
-
 
 __all__ = [
     "EMPSSL",
@@ -362,6 +332,4 @@ __all__ = [
     "LeJEPA",
     "ReSA",
     "check_loss_call",
-    "normalize_columns",
-    "normalize_rows",
 ]

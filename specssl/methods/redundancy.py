@@ -8,14 +8,9 @@ batch: the embeddings are gathered across ranks before the loss under DDP.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
-
-import torch
 from torch import nn
 
 from specssl.losses import BarlowTwinsLoss, VICRegLoss
-from specssl.losses.barlow import batch_standardize
 from specssl.methods.base import SymmetricLossMethod
 from specssl.methods.config import MethodConfig
 
@@ -30,9 +25,6 @@ class BarlowTwins(SymmetricLossMethod):
     name = "barlow_twins"
     loss_cls = BarlowTwinsLoss
     needs_global_batch = True
-
-    def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        return partial(batch_standardize, eps=self.loss_fn.eps)
 
 
 class VICReg(SymmetricLossMethod):

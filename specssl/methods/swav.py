@@ -78,9 +78,10 @@ class SwAV(Method):
         scores = [self.scores(v) for v in z]
         large = [i for i, v in enumerate(views) if v.shape[1:] == views[0].shape[1:]]
         small = [i for i in range(len(views)) if i not in large]
-        loss = self.loss_fn([scores[i] for i in large], small_views=[scores[i] for i in small])
-        terms = dict(self.loss_fn.last_terms)
-        return MethodOutput(loss=loss, embeddings=z, features=feats, terms=terms)
+        result = self.loss_fn.compute(
+            [scores[i] for i in large], small_views=[scores[i] for i in small]
+        )
+        return MethodOutput(result.loss, embeddings=z, features=feats, terms=dict(result.terms))
 
     def on_before_optimizer_step(self, epoch: int, step: int) -> None:
         """Drop the prototypes' gradients while ``epoch < freeze_prototypes_epochs``."""

@@ -1,12 +1,11 @@
 """Whitening / spectral-transformation methods: INTL, IterNorm-only, ST-power, W-MSE, CW-RGP,
-Shuffled-DBN and Zero-CL."""
+Shuffled-DBN and Zero-CL.
+
+Each is a :class:`~specssl.methods.base.SymmetricLossMethod` around its loss; the spectrum
+monitor's ``Ẑ`` is the loss's :meth:`~specssl.losses.SSLLoss.spectral_transform`.
+"""
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from functools import partial
-
-import torch
 
 from specssl.losses import (
     CWRGPLoss,
@@ -18,22 +17,15 @@ from specssl.losses import (
     ZeroCLLoss,
 )
 from specssl.methods.base import SymmetricLossMethod
-from specssl.spectral import iternorm, whiten
 
 
 class INTL(SymmetricLossMethod):
-    """IterNorm with trace loss (INTL paper, Section 4). ``method.loss``: T, beta, axis, groups."""
+    """IterNorm with trace loss (INTL paper, Section 4). ``method.loss``: T, beta, axis, groups.
+
+    The monitored ``Ẑ`` is ``IterNorm_T`` of the embedding."""
 
     name = "intl"
     loss_cls = INTLLoss
-
-    def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        return iternorm_of(self.loss_fn)
-
-
-def iternorm_of(loss: INTLLoss) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The IterNorm transformation an :class:`INTLLoss` applies to each view."""
-    return partial(iternorm, T=loss.T, axis=loss.axis, groups=loss.groups)
 
 
 class IterNormOnly(INTL):
@@ -53,10 +45,6 @@ class STPower(SymmetricLossMethod):
     name = "st_power"
     loss_cls = STPowerLoss
 
-    def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        transform = self.loss_fn.transform
-        return lambda z: transform(z).to(z.dtype)
-
 
 class WMSE(SymmetricLossMethod):
     """W-MSE (Ermolov et al. 2021). ``method.loss``: w_size, w_iter, eps, axis."""
@@ -65,19 +53,12 @@ class WMSE(SymmetricLossMethod):
     loss_cls = WMSELoss
     authors_forward = "backbone_per_view"  # htdt/self-supervised, winci-ai/CW-RGP: one head pass
 
-    def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        loss = self.loss_fn
-        return partial(whiten, method=loss.method, axis=loss.axis, eps=loss.eps)
-
 
 class CWRGP(WMSE):
     """CW-RGP (Weng et al. 2022). ``method.loss``: groups, w_size, w_iter, eps, axis, method."""
 
     name = "cwrgp"
     loss_cls = CWRGPLoss
-
-    def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        return self.loss_fn.whiten_sub_batches
 
 
 class ShuffledDBN(SymmetricLossMethod):
@@ -91,10 +72,6 @@ class ShuffledDBN(SymmetricLossMethod):
     loss_cls = ShuffledDBNLoss
     authors_forward = "joint"  # not checked against the authors' code (docs/fidelity.md)
 
-    def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        loss = self.loss_fn
-        return partial(loss.transform, groups=loss.groups or loss.last_groups)
-
 
 class ZeroCL(SymmetricLossMethod):
     """Zero-CL (Zhang et al., ICLR 2022). ``method.loss``: instance_weight, feature_weight,
@@ -106,6 +83,3 @@ class ZeroCL(SymmetricLossMethod):
 
     name = "zero_cl"
     loss_cls = ZeroCLLoss
-
-    def spectral_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        return self.loss_fn.transform
