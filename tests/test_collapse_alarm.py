@@ -136,4 +136,6 @@ def test_stop_ends_an_iternorm_only_run_and_keeps_its_checkpoint(tmp_path, capsy
     assert result.steps == stopped * 4 < epochs * 4
     ckpt = torch.load(result.run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["global_step"] == result.steps
-    assert "collapse alarm: collapsed" in format_summary(result)
+    summary = format_summary(result)
+    assert "collapse alarm: collapsed" in summary
+    assert f"report: specssl report {result.run_dir}" in summary

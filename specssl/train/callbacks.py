@@ -457,8 +457,8 @@ def spectrum_summary_lines(
     ``initial``): the condition indicator of ``Z`` and ``Ẑ`` inside the rank bound of each
     matrix (with the full-spectrum ratio where the bound cuts structurally zero eigenvalues),
     their normalized stable rank, RankMe of the backbone features and of ``Z`` before and after
-    training, the newest spectrum plot in ``plot_dir`` and the collapse alarm's verdict there
-    (:mod:`specssl.train.collapse`).
+    training, the newest spectrum plot in ``plot_dir``, the collapse alarm's verdict there
+    (:mod:`specssl.train.collapse`) and the command that writes the run's HTML report.
     """
     lines = []
     names = {"z": "Z (embedding)", "zhat": "Ẑ (what the loss sees)"}
@@ -491,4 +491,7 @@ def spectrum_summary_lines(
     verdict = read_verdict(plot_dir) if plot_dir is not None else None
     if verdict is not None:
         lines.append(f"collapse alarm: {verdict.status} ({verdict.evidence()})")
+    if plot_dir is not None:
+        run = Path(plot_dir).parent
+        lines.append(f"report: specssl report {run}  (writes {run / 'report.html'})")
     return lines
