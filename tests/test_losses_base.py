@@ -188,3 +188,18 @@ def test_method_zhat_is_its_loss_spectral_transform(name):
     if name != "swav":  # SwAV normalises before its prototypes, outside the loss
         torch.manual_seed(5)
         torch.testing.assert_close(got, method.loss_fn.spectral_transform()(z))
+
+
+def test_monitored_transform_follows_the_plain_iteration():
+    """Ẑ of the monitor is what the loss whitens with: the plain Eqn. 3 form when asked (it
+    differs from the coupled form where the iteration has not converged)."""
+    from specssl.losses import INTLLoss
+    from specssl.spectral.iternorm import iternorm
+
+    z = torch.randn(64, 16, dtype=torch.float64) @ torch.diag(torch.logspace(0, -3, 16)).double()
+    loss = INTLLoss(T=14, axis="batch", iteration="plain")
+    plain = iternorm(z, 14, "batch", iteration="plain")
+    coupled = iternorm(z, 14, "batch", iteration="coupled")
+    assert not torch.allclose(plain, coupled)
+    torch.testing.assert_close(loss.spectral_transform()(z), plain)
+    torch.testing.assert_close(loss.whiten(z), plain)

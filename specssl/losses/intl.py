@@ -119,9 +119,11 @@ class INTLLoss(SSLLoss):
         )
 
     def spectral_transform(self) -> Transform:
-        """``IterNorm_T`` with this loss's ``T``, axis and groups (the default, coupled
-        iteration)."""
-        return partial(iternorm, T=self.T, axis=self.axis, groups=self.groups)
+        """``IterNorm_T`` with this loss's ``T``, axis, groups and iteration form: the monitor's
+        Ẑ is what the loss sees, also under ``iteration="plain"``."""
+        return partial(
+            iternorm, T=self.T, axis=self.axis, groups=self.groups, iteration=self.iteration
+        )
 
     def trace_loss(self, zhat: torch.Tensor) -> torch.Tensor:
         """Eqn. 6 for one whitened view."""
