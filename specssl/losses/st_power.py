@@ -29,17 +29,16 @@ class STPowerLoss(SSLLoss):
             in W-MSE: each round draws a random partition of the ``m`` rows into sub-batches
             of ``w_size``, each transformed with its own covariance. The whitening-loss code
             of the seeds' authors (github.com/winci-ai/CW-RGP, ``--w_size`` default 128) works
-            this way; on the batch axis, whole-batch whitening of a 64-d embedding collapses
-            the backbone at the CIFAR-10 CPU budget while sub-batches of 128 learn (measured,
-            docs/results/cifar10_cpu.md).
+            this way (whole batch vs sub-batches at the CPU budget:
+            docs/results/cifar10_cpu.md, row ``st_power@whole_batch``).
         w_iter: random sub-batch partitions averaged per step.
         precision: ``"float32"`` (default; float64 inputs stay float64) or ``"float64"``:
-            the dtype of the covariance, its eigendecomposition and the transform. As a
-            training loss the embedding's covariance drifts to ``λ_min/λ_max`` of 1e-6 and
-            below within a few hundred steps (measured on CIFAR-10); in float32 those
-            eigenvalues are rounding noise and, below ``d · eps_32 · λ_max``, are treated as
-            null space (mapped to 0), so the whitened output loses rank. float64 keeps them
-            resolved (cheap for the small ``d`` of batch whitening).
+            the dtype of the covariance, its eigendecomposition and the transform. In
+            float32, eigenvalues below ``d · eps_32 · λ_max`` are rounding noise and are
+            treated as null space (mapped to 0), so the whitened output of an ill-conditioned
+            embedding loses rank; float64 keeps them resolved (cheap for the small ``d`` of
+            batch whitening). Condition numbers met in training:
+            docs/results/sec33_eig_instability/README.md.
 
     The monitored ``Ẑ`` is :meth:`transform` of the whole sample (not in sub-batches), cast
     back to the embedding's dtype.
