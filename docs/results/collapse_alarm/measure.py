@@ -5,7 +5,7 @@ Trains the tiny digits runs of ``tests/test_collapse_alarm.py`` (``tests/helpers
 ``TINY_RUN``: width-4 ResNet-18, 16-d embedding, 256 images, batch 64, 4 steps an epoch) for
 each method and seed with a spectrum snapshot every epoch, reads every snapshot's scalar
 metrics (``spectrum/scalars.csv``, epoch 0 = random init) and the final kNN, and writes
-``measurements.json`` next to this file. Run from the repository root::
+``measurements_<epochs>ep.json`` next to this file. Run from the repository root::
 
     OMP_NUM_THREADS=1 python docs/results/collapse_alarm/measure.py [--epochs 8] [--seeds 0 1 2]
 """
@@ -33,7 +33,7 @@ from helpers import TINY_RUN  # noqa: E402
 from specssl.train.config import load_config  # noqa: E402
 from specssl.train.run import pretrain  # noqa: E402
 
-OUT = Path(__file__).with_name("measurements.json")
+HERE = Path(__file__).parent
 
 #: name -> overrides. The first two are the runs the alarm must catch (the INTL paper's
 #: IterNorm-only baseline; ST-power with p = 0: centring and MSE, no whitening), the rest must
@@ -150,8 +150,9 @@ def main() -> int:
         "load_avg_1_5_15_at_start": list(load),
         "runs": runs,
     }
-    OUT.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"wrote {OUT}")
+    out = HERE / f"measurements_{args.epochs}ep.json"
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {out}")
     return 0
 
 
