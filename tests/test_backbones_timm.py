@@ -328,3 +328,31 @@ def test_torchvision_export_loads_strictly_into_the_constructor(mobilenet, tmp_p
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(x), expected)
         torch.testing.assert_close(load_exported(out)(x), expected)
+
+
+def test_backbone_kwargs_reach_the_timm_constructor():
+    """``backbone.kwargs`` are the model's constructor arguments (here stochastic depth)."""
+    from specssl.train.run import build_run
+
+    _, module = build_run(load_config(None, [*ENGINE, "backbone.kwargs={drop_path_rate: 0.1}"]))
+    last = module.backbone.blocks[-1].drop_path1  # timm: the rate grows linearly to the last
+    assert isinstance(last, timm.layers.DropPath) and last.drop_prob == pytest.approx(0.1)
+    _, plain = build_run(load_config(None, ENGINE))
+    assert not isinstance(plain.backbone.blocks[-1].drop_path1, timm.layers.DropPath)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["backbone.name=no_such_net"], "unknown backbone 'no_such_net'"),
+        (["backbone.kwargs={drop_path_rate: 0.1}"], "takes no constructor kwargs"),
+        ([f"backbone.name={PICO}", "backbone.kwargs={no_such_arg: 1}"], "no_such_arg"),
+    ],
+)
+def test_bad_backbone_is_one_config_error(overrides, message):
+    from specssl.core import ConfigError
+    from specssl.train.run import build_run
+
+    with pytest.raises(ConfigError, match="config key 'backbone'") as err:
+        build_run(load_config(None, [*TINY_RUN, *overrides]))
+    assert message in str(err.value) and "\n" not in str(err.value)

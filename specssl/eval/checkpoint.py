@@ -122,7 +122,10 @@ def load_checkpoint(path: str | Path, *, projector: bool = False) -> LoadedCheck
     except ConfigError as err:
         raise CheckpointError(f"{ckpt_path}: {err}") from err
     backbone = build_backbone(
-        cfg.backbone.name, cifar_stem=cfg.backbone.cifar_stem, width=cfg.backbone.width
+        cfg.backbone.name,
+        cifar_stem=cfg.backbone.cifar_stem,
+        width=cfg.backbone.width,
+        **cfg.backbone.kwargs,
     )
     try:
         backbone.load_state_dict(_sub_state(state, _BACKBONE_PREFIX), strict=True)

@@ -116,6 +116,7 @@ LATER_OPTIONS: dict[tuple[str, ...], Any] = {
     ("optim", "final_weight_decay"): None,
     ("trainer", "channels_last"): False,
     ("trainer", "compile"): False,
+    ("backbone", "kwargs"): {},
 }
 
 

@@ -61,6 +61,9 @@ class BackboneConfig:
     # (embed_dim = num_heads x width; 64 = the model as timm defines it); others: 64 only
     width: int = 64
     zero_init_residual: bool = False  # specssl ResNets only
+    # timm / torchvision models: constructor arguments passed through (override a preset's),
+    # e.g. {drop_path_rate: 0.1}; specssl ResNets take none
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from specssl.core import NonFiniteError
+from specssl.core import ConfigError, NonFiniteError
 from specssl.methods import Method, MethodOutput, build_method
 from specssl.models import build_backbone
 from specssl.spectral import spectral_summary
@@ -105,12 +105,17 @@ class SSLModule(L.LightningModule):
         super().__init__()
         self.cfg = cfg
         self.save_hyperparameters({"config": _plain(cfg), "num_classes": num_classes})
-        backbone = build_backbone(
-            cfg.backbone.name,
-            cifar_stem=cfg.backbone.cifar_stem,
-            width=cfg.backbone.width,
-            zero_init_residual=cfg.backbone.zero_init_residual,
-        )
+        try:
+            backbone = build_backbone(
+                cfg.backbone.name,
+                cifar_stem=cfg.backbone.cifar_stem,
+                width=cfg.backbone.width,
+                zero_init_residual=cfg.backbone.zero_init_residual,
+                **cfg.backbone.kwargs,
+            )
+        except (ValueError, TypeError) as err:  # unknown name, a constructor argument it lacks
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ConfigError(f"config key 'backbone': {first}") from err
         self.method: Method = build_method(backbone, cfg.method)
         self.memory_format = (
             torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
