@@ -117,6 +117,11 @@ LATER_OPTIONS: dict[tuple[str, ...], Any] = {
     ("trainer", "channels_last"): False,
     ("trainer", "compile"): False,
     ("backbone", "kwargs"): {},
+    ("monitor", "collapse_alarm"): "off",
+    ("monitor", "collapse_metric"): "z/effective_rank",
+    ("monitor", "collapse_threshold"): 1.2,
+    ("monitor", "collapse_patience"): 2,
+    ("monitor", "collapse_after"): 4,
 }
 
 
