@@ -31,7 +31,7 @@ from specssl.experiments.report import (
     summarize,
     write_report,
 )
-from specssl.experiments.sweep import plan
+from specssl.experiments.sweep import METRICS, plan
 
 NAME = "bf16_parity"
 METHODS = ("intl", "simclr", "cwrgp")
@@ -67,14 +67,17 @@ def paired_differences(records: list[dict], metric: str = "knn200_top1") -> list
 
 def difference_table(rows: list[dict]) -> str:
     lines = [
-        "| method | bf16 − float32, kNN top-1 points, per seed | mean | largest |",
-        "|---|---|---|---|",
+        "| method | bf16 − float32, kNN top-1 points, per seed | mean | largest "
+        "| float32 seed-to-seed std |",
+        "|---|---|---|---|---|",
     ]
     for r in rows:
         per_seed = ", ".join(f"{d:+.2f}" for d in r["diffs"]) or "—"
         mean = "—" if r["mean"] is None else f"{r['mean']:+.2f}"
         largest = "—" if r["max_abs"] is None else f"{r['max_abs']:.2f}"
-        lines.append(f"| {r['method']} | {per_seed} | {mean} | {largest} |")
+        std = r.get("float32_std")
+        noise = "—" if std is None else f"{std:.2f}"
+        lines.append(f"| {r['method']} | {per_seed} | {mean} | {largest} | {noise} |")
     return "\n".join(lines)
 
 
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     specs = plan(points, args.seeds, build, args.set)
 
     def report(sweep, specs, records) -> Path:
-        rows = summarize(records, ["method", "precision"])
+        rows = summarize(records, ["method", "precision"], [*METRICS, "images_per_s"])
         columns = [
             Column("method", "method", "{}", spread=False),
             Column("precision", "precision", "{}", spread=False),
@@ -107,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
             SPEED,
         ]
         diffs = paired_differences(list(records))
+        spread = {
+            r["method"]: r.get("knn200_top1_std") for r in rows if r["precision"] == "32-true"
+        }
+        for d in diffs:
+            d["float32_std"] = spread.get(d["method"])
         return write_report(
             sweep.out_dir,
             sweep.scale,
@@ -127,9 +135,10 @@ def main(argv: list[str] | None = None) -> int:
                 Section(
                     "Paired difference (same seed, same steps)",
                     difference_table(diffs),
-                    "images/s above are of runs that shared the machine with other work; "
-                    "the speed of bf16 is measured on an idle machine by "
-                    "`python bench/throughput.py --grid`.",
+                    "The last column is the spread of the float32 runs across seeds: how far "
+                    "two runs of one precision differ by chance. images/s above are of runs "
+                    "that shared the machine with other work; the speed of bf16 is measured on "
+                    "an idle machine by `python bench/throughput.py --grid`.",
                 ),
             ],
             records=records,
