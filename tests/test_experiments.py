@@ -404,3 +404,15 @@ def test_todays_defaults_do_not_reuse_records_of_the_earlier_semantics(tmp_path)
     rows = [line for line in today.splitlines() if line.endswith((" done", " to run"))]
     assert rows and all(line.endswith(" to run") for line in rows), today
     assert all(line.endswith(" done") for line in earlier.splitlines() if "seed=0" in line)
+
+
+def test_committed_bf16_parity_records_are_found_by_the_current_config_hash(tmp_path):
+    """The bf16 parity report's runs (today's defaults) stay found by their config hash."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(REPO / "experiments" / "bf16_parity.py"), "--scale", "cpu"]
+    cmd += ["--dry-run", "--data-root", str(tmp_path), "--epochs", "5", "--seeds", "0", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=REPO).stdout
+    points = [line for line in out.splitlines() if line.endswith((" done", " to run"))]
+    assert len(points) == 12 and all(line.endswith(" done") for line in points), out
