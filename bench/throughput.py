@@ -219,14 +219,19 @@ def grid(args) -> None:
     )
     table = grid_table(rows)
     print(table)
-    out = Path(args.out)
+    out = write_records(Path(args.out), "throughput_grid", meta, rows)
+    (out / "throughput_grid.md").write_text(grid_report(meta, rows, "throughput_grid.json"))
+
+
+def write_records(out: Path, name: str, meta: dict, rows: list[dict]) -> Path:
+    """``out/<name>.csv`` (the rows) and ``out/<name>.json`` (meta and rows); returns ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "throughput_grid.csv", "w", newline="") as fh:
+    with open(out / f"{name}.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    (out / "throughput_grid.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    (out / "throughput_grid.md").write_text(grid_report(meta, rows, "throughput_grid.json"))
+    (out / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    return out
 
 
 def grid_table(rows: list[dict]) -> str:
@@ -318,19 +323,13 @@ def main() -> None:
         print(f"| {r['stage']} | {r['ms_per_batch']:.1f} | {r['images_per_s']:.1f} |")
     print(f"end-to-end step / backbone-only fwd+bwd = {ratio:.2f}")
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "throughput.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
     meta = {
         "config": args.config,
         "batch_size": bs,
         "threads": torch.get_num_threads(),
         "step_over_backbone": ratio,
     }
-    (out / "throughput.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    write_records(Path(args.out), "throughput", meta, rows)
 
 
 if __name__ == "__main__":

@@ -43,17 +43,27 @@ PROBE = Column("probe_top1", "online probe top-1 %")
 SPEED = Column("images_per_s", "images/s (training)", "{:.0f}")
 
 
+def paired_runs(records, metric: str = "knn200_top1") -> dict[str, list[tuple[float, float]]]:
+    """Per method (in first-seen order): ``(float32, bf16)`` values of ``metric`` for each seed
+    (ascending) that finished in both precisions."""
+    by = {(r["method"], r["precision"], r["seed"]): r for r in records if r.get("status") == "ok"}
+    pairs: dict[str, list[tuple[float, float]]] = {}
+    for method in dict.fromkeys(r["method"] for r in records):
+        seeds = sorted({seed for (m, _, seed) in by if m == method})
+        pairs[method] = [
+            (by[(method, "32-true", s)][metric], by[(method, "bf16-mixed", s)][metric])
+            for s in seeds
+            if (method, "bf16-mixed", s) in by and (method, "32-true", s) in by
+        ]
+    return pairs
+
+
 def paired_differences(records: list[dict], metric: str = "knn200_top1") -> list[dict]:
     """Per method: the bf16 − float32 difference of ``metric`` for each seed that has both,
     with its mean and largest magnitude."""
-    by = {(r["method"], r["precision"], r["seed"]): r for r in records if r.get("status") == "ok"}
     rows = []
-    for method in dict.fromkeys(r["method"] for r in records):
-        diffs = [
-            by[(method, "bf16-mixed", s)][metric] - by[(method, "32-true", s)][metric]
-            for s in sorted({seed for (m, _, seed) in by if m == method})
-            if (method, "bf16-mixed", s) in by and (method, "32-true", s) in by
-        ]
+    for method, pairs in paired_runs(records, metric).items():
+        diffs = [bf16 - fp32 for fp32, bf16 in pairs]
         rows.append(
             {
                 "method": method,
@@ -154,19 +164,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def plot(records, path: Path) -> None:
     """kNN top-1 of bf16 against float32, one point per (method, seed), with the diagonal."""
-    by = {(r["method"], r["precision"], r["seed"]): r for r in records if r.get("status") == "ok"}
     fig, axes = new_figure(1)
     ax = axes[0][0]
     values = []
-    for method in dict.fromkeys(r["method"] for r in records):
-        pairs = [
-            (
-                by[(method, "32-true", s)]["knn200_top1"],
-                by[(method, "bf16-mixed", s)]["knn200_top1"],
-            )
-            for (m, p, s) in by
-            if m == method and p == "32-true" and (method, "bf16-mixed", s) in by
-        ]
+    for method, pairs in paired_runs(records).items():
         if pairs:
             ax.plot(*zip(*pairs, strict=True), "o", label=method)
             values += [v for pair in pairs for v in pair]

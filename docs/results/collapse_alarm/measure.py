@@ -17,7 +17,6 @@ import csv
 import datetime
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from helpers import TINY_RUN  # noqa: E402
 
+from specssl.experiments.sweep import git_commit  # noqa: E402
 from specssl.train.config import load_config  # noqa: E402
 from specssl.train.run import pretrain  # noqa: E402
 
@@ -60,22 +60,6 @@ KEYS = (
     "zhat/condition_indicator",
     "zhat/effective_rank",
 )
-
-
-def commit() -> str:
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
-    return rev + ("+dirty" if dirty else "")
 
 
 def one_run(name: str, overrides: list[str], seed: int, epochs: int, tmp: Path) -> dict:
@@ -143,7 +127,7 @@ def main() -> int:
         "command": "OMP_NUM_THREADS=1 python docs/results/collapse_alarm/measure.py "
         + " ".join(sys.argv[1:]),
         "base_overrides": TINY_RUN,
-        "commit": commit(),
+        "commit": git_commit(ROOT),
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
